@@ -1,0 +1,1 @@
+"""Loading, generating and cleaning sale-line exports."""

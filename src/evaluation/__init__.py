@@ -1,0 +1,1 @@
+"""Scoring, profiling and plotting of segmentations."""

@@ -1,0 +1,1 @@
+"""Reducers, clusterers, classifiers and the deployable segmenter."""
