@@ -1,0 +1,47 @@
+"""Write a run's outputs to a directory, all or nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from src.pipeline import PreparedData, RunResult  # noqa: E402
+
+PLOT_DPI = 110
+
+
+def write_run_outputs(
+    out_dir: Path, data: PreparedData, result: RunResult, config_yaml: str
+) -> Path:
+    """Write segments.csv, profile.csv, cleaning_report.json, config.yaml and plots/*.png.
+
+    Files go to a temporary sibling directory first and are moved into place only when every one
+    of them was written, so a failure never leaves half the outputs behind.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        result.segments.to_csv(staging / "segments.csv", index=False)
+        result.profile.to_csv(staging / "profile.csv", index=False)
+        (staging / "cleaning_report.json").write_text(
+            json.dumps(data.cleaning.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+        (staging / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        plots_dir = staging / "plots"
+        plots_dir.mkdir()
+        for name, figure in (data.figures | result.figures).items():
+            figure.savefig(plots_dir / f"{name}.png", dpi=PLOT_DPI, bbox_inches="tight")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,365 @@
+"""The pipeline: load -> clean -> RFM (once per data set), then transform -> reduce -> cluster ->
+score -> profile -> classify (once per configuration).
+
+`prepare_data` and `run_pipeline` are the only two entry points; `src.run` calls both once, a sweep
+calls `prepare_data` once and `run_pipeline` per trial. Neither imports MLflow or Hydra: tracking and
+config composition stay at the edges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.inspection import permutation_importance
+from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import InvalidParameterError
+
+from src.data.clean import CleaningReport, clean_transactions, freeze_thresholds
+from src.data.load import read_export, to_canonical
+from src.data.synthetic import default_sample_path
+from src.errors import UserError
+from src.evaluation import plots
+from src.evaluation.metrics import NOISE, check_degenerate, classifier_scores, cluster_scores
+from src.evaluation.profile import name_segments, profile_segments
+from src.features.rfm import compute_rfm, make_transformer
+from src.models.factory import build_estimator, can_label_new_points
+from src.models.segmenter import Segmenter
+from src.timing import Stopwatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A loaded, cleaned export and its per-customer RFM table, shared by every run on it."""
+
+    source: Path
+    digest: str
+    rows_raw: int
+    transactions: pd.DataFrame
+    cleaning: CleaningReport
+    rfm: pd.DataFrame
+    timings: dict[str, float]
+    example: pd.DataFrame  # a few customers' raw lines, as the model's input example
+    figures: dict[str, Figure] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "data/rows_raw": float(self.rows_raw),
+            "data/rows_clean": float(len(self.transactions)),
+            "data/customers": float(len(self.rfm)),
+        } | {f"time/{name}_s": round(sec, 4) for name, sec in self.timings.items()}
+
+
+@dataclass
+class RunResult:
+    """Everything one configuration produced; written to disk and MLflow by the caller."""
+
+    segments: pd.DataFrame  # customer_id, segment_id, segment_name, assigned_by, is_noise
+    profile: pd.DataFrame
+    metrics: dict[str, float]
+    figures: dict[str, Figure]
+    segmenter: Segmenter
+    notes: list[str]
+
+
+def resolve_export(data_cfg: DictConfig) -> Path:
+    """The export named by `data.path`, or the embedded synthetic store when it is empty."""
+    if data_cfg.path:
+        path = Path(str(data_cfg.path)).expanduser()
+        if not path.exists():
+            raise UserError(f"data.path={data_cfg.path}: file not found")
+        return path
+    return default_sample_path(
+        n_customers=int(data_cfg.synthetic.customers), seed=int(data_cfg.synthetic.seed)
+    )
+
+
+def file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()[:16]
+
+
+def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
+    """Load, clean and build RFM features once for a data set."""
+    watch = Stopwatch()
+    source = resolve_export(cfg.data)
+    log.info("export: %s", source)
+    with watch.stage("load"):
+        raw = read_export(source, fmt=cfg.data.format)
+        loaded = to_canonical(
+            raw,
+            columns=OmegaConf.to_container(cfg.data.columns),
+            source=str(source),
+            max_bad_share=float(cfg.data.max_bad_share),
+            dayfirst=bool(cfg.data.dayfirst),
+        )
+    with watch.stage("clean"):
+        transactions, report = clean_transactions(loaded, OmegaConf.to_container(cfg.clean))
+    log.info("cleaning report\n%s", report.to_table())
+    if transactions.empty:
+        raise UserError(f"{source}: no rows left after cleaning; see the cleaning report above")
+    with watch.stage("rfm"):
+        rfm = compute_rfm(
+            transactions,
+            snapshot=_snapshot(cfg.features.snapshot_date),
+            extras=tuple(cfg.features.extras),
+        )
+    figures: dict[str, Figure] = {}
+    if with_figures:
+        with watch.stage("eda_plots"):
+            figures = _exploratory_figures(transactions, rfm, report)
+    return PreparedData(
+        source=source,
+        digest=file_digest(source),
+        rows_raw=report.rows_raw,
+        transactions=transactions,
+        cleaning=report,
+        rfm=rfm,
+        timings=dict(watch.seconds),
+        example=_example_lines(raw, transactions),
+        figures=figures,
+    )
+
+
+def _example_lines(raw: pd.DataFrame, clean: pd.DataFrame, customers: int = 3) -> pd.DataFrame:
+    """All raw lines of the first few customers that survived cleaning (row i of the canonical
+    table is record i of the raw export)."""
+    chosen = clean["customer_id"].drop_duplicates().head(customers)
+    rows = clean.index[clean["customer_id"].isin(chosen)]
+    return raw.iloc[rows].reset_index(drop=True)
+
+
+def _snapshot(value: Any) -> pd.Timestamp | None:
+    if value in (None, ""):
+        return None
+    try:
+        return pd.Timestamp(str(value))
+    except ValueError as err:
+        raise UserError(f"features.snapshot_date={value}: not a date") from err
+
+
+def _exploratory_figures(
+    transactions: pd.DataFrame, rfm: pd.DataFrame, report: CleaningReport
+) -> dict[str, Figure]:
+    return {
+        "eda_monthly_revenue": plots.monthly_revenue(transactions),
+        "eda_order_value": plots.order_value_distribution(transactions),
+        "eda_orders_per_customer": plots.orders_per_customer(rfm),
+        "eda_rfm_pairwise": plots.rfm_pairwise(rfm),
+        "eda_cleaning_waterfall": plots.cleaning_waterfall(report.to_dict()),
+    }
+
+
+def run_pipeline(cfg: DictConfig, data: PreparedData, with_figures: bool = True) -> RunResult:
+    """Segment the customers of `data` with the reducer, clusterer and classifier of `cfg`.
+
+    `with_figures=False` skips drawing the plots (sweep trials that do not keep them)."""
+    watch = Stopwatch()
+    notes: list[str] = []
+    seed = int(cfg.seed)
+    rfm = data.rfm
+    features = list(rfm.columns)
+
+    with watch.stage("transform"):
+        transformer = make_transformer(cfg.features.transform, seed=seed)
+        X = np.asarray(transformer.fit_transform(rfm[features]), dtype=float)
+
+    reducer = build_estimator("reducer", cfg.reducer)
+    clusterer = build_estimator("clusterer", cfg.clusterer)
+    fit_idx = _fit_sample(len(rfm), reducer, clusterer, int(cfg.fit_sample_size), seed, notes)
+    X_fit = X[fit_idx]
+
+    with watch.stage("reduce"):
+        embedding = _fit(reducer, "reducer", lambda est: est.fit_transform(X_fit))
+        embedding = np.asarray(embedding, dtype=float)
+    with watch.stage("cluster"):
+        raw_labels = _fit(clusterer, "clusterer", lambda est: est.fit_predict(embedding))
+    clusterer_name = type(clusterer).__name__
+    check_degenerate(raw_labels, float(cfg.degenerate_max_share), clusterer_name)
+    labels_fit = _order_by_value(raw_labels, rfm["monetary"].to_numpy()[fit_idx])
+
+    with watch.stage("score"):
+        scores = cluster_scores(X_fit, labels_fit, int(cfg.silhouette_sample_size), seed)
+        embedding_scores = cluster_scores(
+            embedding, labels_fit, int(cfg.silhouette_sample_size), seed
+        )
+    if scores.sampled:
+        notes.append(
+            f"silhouette computed on a seeded sample of {int(cfg.silhouette_sample_size):,} "
+            f"of {len(fit_idx):,} customers"
+        )
+
+    with watch.stage("classify"):
+        labelled = labels_fit != NOISE
+        fitted = _train_classifier(cfg.classifier, X_fit[labelled], labels_fit[labelled], seed)
+        labels = fitted.model.predict(X).astype(int)
+        from_clusterer = np.zeros(len(rfm), dtype=bool)
+        from_clusterer[fit_idx[labelled]] = True
+        labels[fit_idx[labelled]] = labels_fit[labelled]
+    is_noise = np.zeros(len(rfm), dtype=bool)
+    is_noise[fit_idx[~labelled]] = True
+
+    with watch.stage("profile"):
+        profile = profile_segments(rfm, labels)
+        names = name_segments(profile)
+        profile.insert(1, "segment_name", profile["segment_id"].map(names))
+    segments = pd.DataFrame(
+        {
+            "customer_id": rfm.index.to_numpy(),
+            "segment_id": labels,
+            "segment_name": pd.Series(labels).map(names).to_numpy(),
+            "assigned_by": np.where(from_clusterer, "clusterer", "classifier"),
+            "is_noise": is_noise,
+        }
+    )
+
+    figures: dict[str, Figure] = {}
+    if with_figures:
+        with watch.stage("plots"):
+            figures = _segment_figures(
+                X, X_fit, embedding, labels_fit, labels, profile, fitted, rfm
+            )
+
+    metrics = (
+        scores.as_metrics()
+        | {"cluster/silhouette_embedding": embedding_scores.as_metrics()["cluster/silhouette"]}
+        | fitted.scores
+        | watch.as_metrics()
+    )
+    segmenter = Segmenter(
+        columns=dict(OmegaConf.to_container(cfg.data.columns)),
+        dayfirst=bool(cfg.data.dayfirst),
+        max_bad_share=float(cfg.data.max_bad_share),
+        clean_rules=freeze_thresholds(OmegaConf.to_container(cfg.clean), data.cleaning),
+        extras=tuple(cfg.features.extras),
+        features=tuple(features),
+        transformer=transformer,
+        classifier=fitted.model,
+        segment_names=dict(names),
+    )
+    return RunResult(segments, profile, metrics, figures, segmenter, notes)
+
+
+def _fit_sample(
+    n: int, reducer: Any, clusterer: Any, limit: int, seed: int, notes: list[str]
+) -> np.ndarray:
+    """Row indices the reducer and clusterer are fitted on: all, or a seeded sample when a
+    transductive method would otherwise face more than `limit` customers."""
+    transductive = [
+        type(est).__name__ for est in (reducer, clusterer) if not can_label_new_points(est)
+    ]
+    if not transductive or n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    notes.append(
+        f"{' and '.join(transductive)} cannot label new points: fitted on a seeded sample of "
+        f"{limit:,} of {n:,} customers (fit_sample_size); the classifier labels the rest"
+    )
+    log.info(notes[-1])
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+def _fit(estimator: Any, group: str, fit: Any) -> Any:
+    try:
+        return fit(estimator)
+    except InvalidParameterError as err:
+        raise UserError(f"{group} ({type(estimator).__name__}): {err}") from err
+
+
+def _order_by_value(labels: np.ndarray, monetary: np.ndarray) -> np.ndarray:
+    """Renumber clusters 0..k-1 by descending mean spend, so ids are stable and readable; noise
+    stays -1."""
+    labels = np.asarray(labels)
+    clusters = np.unique(labels[labels != NOISE])
+    means = [monetary[labels == c].mean() for c in clusters]
+    order = clusters[np.argsort(means, kind="stable")[::-1]]
+    renumbered = np.full(len(labels), NOISE, dtype=int)
+    for new, old in enumerate(order):
+        renumbered[labels == old] = new
+    return renumbered
+
+
+@dataclass(frozen=True)
+class FittedClassifier:
+    model: Any  # refitted on every labelled customer: the deployable one
+    scores: dict[str, float]
+    y_test: np.ndarray
+    y_pred: np.ndarray
+    importances: np.ndarray
+
+
+def _train_classifier(
+    spec: DictConfig, X: np.ndarray, y: np.ndarray, seed: int
+) -> FittedClassifier:
+    """Score on a stratified hold-out, then refit on all labelled customers for deployment."""
+    counts = np.bincount(y)
+    if counts.min() < 2:
+        raise UserError(
+            f"degenerate clustering: segment {int(counts.argmin())} has {int(counts.min())} "
+            "customer(s); the classifier needs at least 2 per segment (adjust clusterer.*)"
+        )
+    test_size = float(spec.get("test_size", 0.25))
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=test_size, stratify=y, random_state=seed
+    )
+    probe = build_estimator("classifier", spec)
+    _fit(probe, "classifier", lambda est: est.fit(X_train, y_train))
+    y_pred = probe.predict(X_test).astype(int)
+    importance = permutation_importance(
+        probe, X_test, y_test, scoring="f1_macro", n_repeats=3, random_state=seed
+    )
+    model = clone(probe).fit(X, y)
+    return FittedClassifier(
+        model=model,
+        scores=classifier_scores(y_test, y_pred),
+        y_test=y_test,
+        y_pred=y_pred,
+        importances=importance.importances_mean,
+    )
+
+
+def _segment_figures(
+    X: np.ndarray,
+    X_fit: np.ndarray,
+    embedding: np.ndarray,
+    labels_fit: np.ndarray,
+    labels: np.ndarray,
+    profile: pd.DataFrame,
+    fitted: FittedClassifier,
+    rfm: pd.DataFrame,
+) -> dict[str, Figure]:
+    names = dict(zip(profile["segment_id"], profile["segment_name"], strict=True))
+    if embedding.shape[1] == 2:
+        view, title = embedding, "Customers in the reducer's 2-D embedding"
+    else:
+        view = PCA(n_components=2, random_state=0).fit_transform(X_fit)
+        title = "Customers in the first two principal components of the RFM features"
+    transformed = pd.DataFrame(X, index=rfm.index, columns=rfm.columns)
+    ordered_names = [names[i] for i in sorted(names)]
+    return {
+        "snake_plot": plots.snake_plot(transformed, labels, names),
+        "embedding": plots.embedding_scatter(view, labels_fit, names, title),
+        "segment_sizes": plots.segment_bars(profile),
+        "silhouette": plots.silhouette_plot(X_fit, labels_fit, names),
+        "confusion_matrix": plots.confusion_matrix_plot(
+            fitted.y_test, fitted.y_pred, ordered_names
+        ),
+        "feature_importance": plots.feature_importance_plot(
+            list(rfm.columns), fitted.importances, "Permutation importance (drop in F1 macro)"
+        ),
+        "rfm_distributions": plots.rfm_distributions(rfm, transformed),
+    }

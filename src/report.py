@@ -1,0 +1,58 @@
+"""The console summary printed at the end of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from src.pipeline import PreparedData, RunResult
+
+KEY_METRICS = (
+    "cluster/n_clusters",
+    "cluster/silhouette",
+    "cluster/calinski_harabasz",
+    "cluster/davies_bouldin",
+    "cluster/noise_fraction",
+    "classifier/accuracy",
+    "classifier/f1_macro",
+)
+
+
+def segment_table(profile: pd.DataFrame) -> str:
+    table = pd.DataFrame(
+        {
+            "segment": profile["segment_name"],
+            "customers": profile["size"].map("{:,}".format),
+            "revenue": profile["revenue_share"].map("{:.1%}".format),
+            "R mean, days": profile["recency_mean"].map("{:,.0f}".format),
+            "F mean, orders": profile["frequency_mean"].map("{:,.1f}".format),
+            "M mean, ₽": profile["monetary_mean"].map("{:,.0f}".format),
+        }
+    )
+    return table.to_string(index=False)
+
+
+def print_summary(
+    data: PreparedData, result: RunResult, out_dir: Path, tracking: tuple[Any, Any] | None
+) -> None:
+    print()
+    print(
+        f"{len(data.rfm):,} customers from {data.source.name} "
+        f"({data.rows_raw:,} lines, {len(data.transactions):,} after cleaning)"
+    )
+    for note in result.notes:
+        print(f"note: {note}")
+    print()
+    print(segment_table(result.profile))
+    print()
+    for key in KEY_METRICS:
+        if key in result.metrics:
+            print(f"  {key:<28} {result.metrics[key]:,.4g}")
+    print()
+    print(f"outputs: {out_dir}")
+    if tracking is not None:
+        settings, info = tracking
+        print(f"MLflow run {info.run_id} in experiment '{settings.experiment}'")
+        print(f"open the MLflow UI: mlflow ui --backend-store-uri {settings.uri}")

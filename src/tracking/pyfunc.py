@@ -1,0 +1,74 @@
+"""The registered model: an MLflow pyfunc around the project's Segmenter.
+
+Input: a transactions table with the training export's column names (values may be numbers or 1C
+strings, hence `Any` columns). Output: one row per customer with customer_id, segment_id,
+segment_name. Param `snapshot_date` (ISO date) sets the date recency is measured to; by default it
+is the day after the input's last transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+
+from src.data.schema import REQUIRED
+from src.models.segmenter import Segmenter
+
+MODEL_NAME_IN_RUN = "model"
+SRC_DIR = Path(__file__).resolve().parents[1]
+
+
+class SegmenterModel(mlflow.pyfunc.PythonModel):
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):  # noqa: ANN001
+        snapshot = (params or {}).get("snapshot_date") or None
+        return self.segmenter.segment(
+            pd.DataFrame(model_input),
+            snapshot=pd.Timestamp(snapshot) if snapshot else None,
+            source="model input",
+        )
+
+
+def signature_for(segmenter: Segmenter) -> ModelSignature:
+    required = {segmenter.columns[role] for role in REQUIRED if segmenter.columns.get(role)}
+    if not segmenter.columns.get("amount"):
+        required |= {segmenter.columns["quantity"], segmenter.columns["price"]}
+    inputs = Schema(
+        [
+            ColSpec(AnyType(), name, required=name in required)
+            for role, name in segmenter.columns.items()
+            if name
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec("string", "customer_id"),
+            ColSpec("long", "segment_id"),
+            ColSpec("string", "segment_name"),
+        ]
+    )
+    params = ParamSchema([ParamSpec("snapshot_date", "string", "")])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def log_segmenter(segmenter: Segmenter, input_example: pd.DataFrame) -> str:
+    """Log the segmenter to the active run; returns the model URI."""
+    # MLflow warns on every log that a Python object is serialised with cloudpickle; the
+    # segmenter is our own frozen dataclass of scikit-learn objects, loaded with the code logged
+    # alongside it (code_paths), so the warning is noise for our users.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    info = mlflow.pyfunc.log_model(
+        name=MODEL_NAME_IN_RUN,
+        python_model=SegmenterModel(segmenter),
+        code_paths=[str(SRC_DIR)],
+        signature=signature_for(segmenter),
+        input_example=input_example,
+    )
+    return info.model_uri

@@ -1,0 +1,81 @@
+"""Tiny seeded stores built in code, and configs composed exactly as the CLI composes them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+END = np.datetime64("2025-12-31")
+
+# Planted behaviour: (customers, orders range, mean days since last order, basket rubles)
+PLANTED = {
+    "champions": (60, (8, 14), 10, 6000.0),
+    "regular": (90, (3, 6), 60, 2500.0),
+    "lapsed": (90, (1, 3), 400, 1500.0),
+    "new": (60, (1, 2), 15, 1200.0),
+}
+
+
+def store_records(
+    seed: int = 0, scale: int = 1, id_offset: int = 0
+) -> tuple[list[dict], dict[str, str]]:
+    """1C-style sale lines of a small store with four planted customer groups, and the truth."""
+    rng = np.random.default_rng(seed)
+    records: list[dict] = []
+    truth: dict[str, str] = {}
+    customer = 1000 + id_offset
+    order = 50_000 + id_offset * 100
+    for group, (n, (lo, hi), recency, basket) in PLANTED.items():
+        for _ in range(n * scale):
+            customer += 1
+            truth[str(customer)] = group
+            n_orders = int(rng.integers(lo, hi + 1))
+            last = END - np.timedelta64(int(rng.exponential(recency)) + 1, "D")
+            span = 30 if group == "new" else 700
+            days = np.sort(rng.integers(0, span, n_orders))[::-1]
+            for offset in days:
+                order += 1
+                date = last - np.timedelta64(int(offset - days.min()), "D")
+                for line in range(int(rng.integers(1, 4))):
+                    amount = round(float(rng.lognormal(np.log(basket / 2), 0.3)), 2)
+                    records.append(
+                        {
+                            "date": f"{date}T12:{line:02d}:00",
+                            "order_id": order,
+                            "sale_id": order * 10 + line,
+                            "site_id": 1,
+                            "quantity": 1,
+                            "sum": amount,
+                            "address": "г. Москва, ул. Тверская, д. 1",
+                            "StockCode": int(rng.integers(1, 60)),
+                            "CustomerID": customer,
+                        }
+                    )
+    return records, truth
+
+
+def write_json(path: Path, records: list[dict]) -> Path:
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    records, _ = store_records()
+    return write_json(tmp_path_factory.mktemp("store") / "export.json", records)
+
+
+@pytest.fixture(scope="session")
+def make_cfg() -> Callable[..., DictConfig]:
+    def make(*overrides: str, config_name: str = "config") -> DictConfig:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides))
+
+    return make

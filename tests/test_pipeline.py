@@ -1,0 +1,122 @@
+"""Every reducer x clusterer x classifier combination composes from conf/ and runs on tiny data."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from src.errors import UserError
+from src.pipeline import prepare_data, run_pipeline
+from tests.conftest import store_records
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+REDUCERS = sorted(p.stem for p in (CONF / "reducer").glob("*.yaml"))
+CLUSTERERS = sorted(p.stem for p in (CONF / "clusterer").glob("*.yaml"))
+CLASSIFIERS = sorted(p.stem for p in (CONF / "classifier").glob("*.yaml"))
+# The tiny store has 300 customers: density-based clusterers need settings of its scale.
+TINY = {
+    "dbscan": ["clusterer.eps=0.5", "clusterer.min_samples=10"],
+    "hdbscan": ["clusterer.min_cluster_size=20", "clusterer.min_samples=5"],
+    "tsne": ["reducer.perplexity=20", "reducer.max_iter=250"],
+    "umap": ["reducer.n_neighbors=15"],
+}
+
+
+@pytest.fixture(scope="module")
+def data(store_path, make_cfg):
+    return prepare_data(make_cfg(f"data.path={store_path}", "tracking=none"), with_figures=False)
+
+
+def test_option_files_are_all_there():
+    assert REDUCERS == ["none", "pca", "tsne", "umap"]
+    assert CLUSTERERS == ["agglomerative", "birch", "dbscan", "gmm", "hdbscan", "kmeans"]
+    assert CLASSIFIERS == ["knn", "logistic_regression", "random_forest", "xgboost"]
+
+
+@pytest.mark.parametrize(
+    ("reducer", "clusterer", "classifier"),
+    list(itertools.product(REDUCERS, CLUSTERERS, CLASSIFIERS)),
+)
+def test_combination_runs(data, make_cfg, store_path, reducer, clusterer, classifier):
+    if reducer == "umap" and importlib.util.find_spec("umap") is None:
+        pytest.skip("umap-learn is not installed (pip install -e '.[umap]')")
+    cfg = make_cfg(
+        f"data.path={store_path}",
+        "tracking=none",
+        f"reducer={reducer}",
+        f"clusterer={clusterer}",
+        f"classifier={classifier}",
+        *TINY.get(reducer, []),
+        *TINY.get(clusterer, []),
+    )
+    result = run_pipeline(cfg, data, with_figures=False)
+    segments = result.segments
+    assert segments["customer_id"].is_unique and len(segments) == len(data.rfm)
+    assert set(segments["segment_id"]) == set(result.profile["segment_id"])
+    assert result.metrics["cluster/n_clusters"] >= 2
+    assert -1 <= result.metrics["cluster/silhouette"] <= 1
+    assert 0 <= result.metrics["classifier/f1_macro"] <= 1
+    assert result.profile["segment_name"].is_unique
+    # Segment ids are ordered by mean spend, best first.
+    assert result.profile["monetary_mean"].is_monotonic_decreasing
+    labelled = segments.set_index("customer_id").loc[data.rfm.index]
+    relabelled = result.segmenter.classifier.predict(
+        result.segmenter.transformer.transform(data.rfm[list(result.segmenter.features)])
+    )
+    by_classifier = labelled["assigned_by"] == "classifier"
+    np.testing.assert_array_equal(
+        relabelled[by_classifier.to_numpy()], labelled["segment_id"][by_classifier].to_numpy()
+    )
+
+
+def test_planted_groups_are_found(data, make_cfg, store_path):
+    cfg = make_cfg(f"data.path={store_path}", "tracking=none", "clusterer.n_clusters=4")
+    result = run_pipeline(cfg, data, with_figures=False)
+    _, truth = store_records()
+    found = result.segments.set_index("customer_id")["segment_id"]
+    planted = pd.Series(truth).loc[found.index]
+    assert adjusted_rand_score(planted, found) > 0.8
+    assert result.metrics["cluster/silhouette"] > 0.4
+    assert result.metrics["classifier/f1_macro"] > 0.9
+
+
+def test_transductive_methods_fit_on_a_sample_and_the_classifier_labels_the_rest(
+    data, make_cfg, store_path
+):
+    cfg = make_cfg(
+        f"data.path={store_path}", "tracking=none", "clusterer=agglomerative", "fit_sample_size=120"
+    )
+    result = run_pipeline(cfg, data, with_figures=False)
+    assigned = result.segments["assigned_by"].value_counts()
+    assert assigned["clusterer"] == 120
+    assert assigned["classifier"] == len(data.rfm) - 120
+    assert any("fitted on a seeded sample of 120" in note for note in result.notes)
+
+
+def test_noise_customers_are_flagged_and_assigned_a_segment(data, make_cfg, store_path):
+    cfg = make_cfg(
+        f"data.path={store_path}",
+        "tracking=none",
+        "clusterer=dbscan",
+        "clusterer.eps=0.35",
+        "clusterer.min_samples=15",
+    )
+    result = run_pipeline(cfg, data, with_figures=False)
+    noise = result.segments["is_noise"]
+    assert 0 < noise.mean() == pytest.approx(result.metrics["cluster/noise_fraction"])
+    assert (result.segments.loc[noise, "segment_id"] >= 0).all()
+    assert (result.segments.loc[noise, "assigned_by"] == "classifier").all()
+
+
+def test_degenerate_clustering_is_a_clear_error(data, make_cfg, store_path):
+    cfg = make_cfg(
+        f"data.path={store_path}", "tracking=none", "clusterer=dbscan", "clusterer.eps=50"
+    )
+    with pytest.raises(UserError, match="degenerate"):
+        run_pipeline(cfg, data, with_figures=False)
