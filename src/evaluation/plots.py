@@ -977,3 +977,39 @@ def migration_heatmap(matrix: pd.DataFrame) -> Figure:
         else "no customers",
     )
     return fig
+
+
+# ------------------------------------------------------------------------------------------- sweeps
+def leaderboard_bars(board: pd.DataFrame, metric: str) -> Figure:
+    """The best feasible value of `metric` per reducer-clusterer-classifier combination a sweep
+    tried (one bar each, best on top), annotated with segments, F1 and trial counts."""
+    if board.empty or metric not in board:
+        return _message_figure("Best trial per combination", "No feasible trial yet.")
+    rows = board.reset_index(drop=True)
+    fig = _figure(9, max(3.0, 0.45 * len(rows) + 1.6))
+    ax = fig.add_subplot()
+    values = rows[metric].to_numpy(dtype=float)
+    positions = np.arange(len(rows))[::-1]
+    feasible = ~np.isnan(values)
+    ax.barh(positions[feasible], values[feasible], color=PALETTE[0], height=0.6)
+    ax.set_yticks(positions, rows["combination"], fontsize=9)
+    span = np.nanmax(np.abs(values)) if feasible.any() else 1.0
+    for y, (_, row), value in zip(positions, rows.iterrows(), values, strict=True):
+        if np.isnan(value):
+            note = f"no feasible trial ({int(row['trials'])} tried)"
+            ax.text(0, y, "  " + note, va="center", fontsize=8, color="0.4")
+            continue
+        note = (
+            f" {value:.3f}  ·  {int(row['n_segments'])} segments  ·  F1 {row['f1_macro']:.2f}  ·  "
+            f"{int(row['feasible'])}/{int(row['trials'])} feasible"
+        )
+        ax.text(max(value, 0), y, note, va="center", fontsize=8)
+    ax.set_xlim(min(0.0, np.nanmin(values) * 1.1) if feasible.any() else 0, span * 1.9)
+    ax.set_xlabel(f"best {metric} among feasible trials")
+    ax.grid(axis="x", alpha=0.3)
+    _titles(
+        fig,
+        "Best trial per combination",
+        "reducer-clusterer-classifier; infeasible trials excluded",
+    )
+    return fig

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
@@ -11,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import RunStatus
+from mlflow import MlflowClient
+from mlflow.entities import Dataset, DatasetInput, InputTag, RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
 
+from src.locking import machine_lock
 from src.models.factory import GROUPS
 from src.pipeline import PreparedData, RunResult
 from src.tracking.pyfunc import log_segmenter
@@ -23,7 +28,20 @@ MAX_PARAM_LENGTH = 6000
 
 
 def configure(tracking: DictConfig) -> None:
+    """Point MLflow at the store and experiment. Under a machine-wide lock: processes starting
+    together on a fresh SQLite store (sweep workers) would otherwise race to create its tables."""
+    with machine_lock(f"mlflow|{tracking.uri}"):
+        _configure(tracking)
+
+
+def _configure(tracking: DictConfig) -> None:
     mlflow.set_tracking_uri(str(tracking.uri))
+    launched = os.environ.get("MLFLOW_RUN_ID")
+    if launched:
+        # Started by `mlflow run`: it created the run in its own experiment (--experiment-name,
+        # default "Default") and start_run resumes it; naming another experiment would fail.
+        mlflow.set_experiment(experiment_id=mlflow.get_run(launched).info.experiment_id)
+        return
     mlflow.set_experiment(str(tracking.experiment))
 
 
@@ -97,6 +115,39 @@ def tracked_run(
     mlflow.end_run()
 
 
+SCHEMA_SAMPLE_ROWS = 1000
+
+
+def log_dataset(data: PreparedData) -> None:
+    """Log the clean transactions as the run's training dataset, with the export's digest.
+
+    MLflow infers a dataset's schema value by value (5 s for 57k lines); the schema of a
+    1,000-line sample is the same, so it is inferred on that and the profile is filled in for the
+    whole table.
+    """
+    with warnings.catch_warnings():
+        # MLflow registers its local-file dataset source twice and warns that the path is
+        # ambiguous between the two identical classes; nothing for a user to act on.
+        warnings.filterwarnings("ignore", message="The specified dataset source")
+        sample = mlflow.data.from_pandas(
+            data.transactions.head(SCHEMA_SAMPLE_ROWS),
+            source=str(data.source),
+            name=data.source.name,
+            digest=data.digest,
+        )._to_mlflow_entity()
+    rows, columns = data.transactions.shape
+    dataset = Dataset(
+        name=sample.name,
+        digest=sample.digest,
+        source_type=sample.source_type,
+        source=sample.source,
+        schema=sample.schema,
+        profile=json.dumps({"num_rows": rows, "num_elements": rows * columns}),
+    )
+    context = InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")
+    MlflowClient().log_inputs(mlflow.active_run().info.run_id, [DatasetInput(dataset, [context])])
+
+
 def log_result(
     cfg: DictConfig, data: PreparedData, result: RunResult, out_dir: Path, with_model: bool = True
 ) -> str | None:
@@ -105,14 +156,7 @@ def log_result(
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved = {k: v for k, v in resolved.items() if k not in ("sweep", "search")}
     mlflow.log_params(flatten(resolved))
-    with warnings.catch_warnings():
-        # MLflow registers its local-file dataset source twice and warns that the path is
-        # ambiguous between the two identical classes; nothing for a user to act on.
-        warnings.filterwarnings("ignore", message="The specified dataset source")
-        dataset = mlflow.data.from_pandas(
-            data.transactions, source=str(data.source), name=data.source.name, digest=data.digest
-        )
-    mlflow.log_input(dataset, context="training")
+    log_dataset(data)
     mlflow.log_metrics(data.metrics() | result.metrics)
     mlflow.log_artifacts(str(out_dir))
     return log_segmenter(result.segmenter, data.example) if with_model else None

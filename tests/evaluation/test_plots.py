@@ -374,3 +374,23 @@ def test_migration_heatmap_counts_every_customer():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["(new)", "Champions", "Lost"]
     assert "(gone)" in [t.get_text() for t in ax.get_xticklabels()]
     render(fig)
+
+
+def test_leaderboard_bars_has_one_bar_per_feasible_combination():
+    board = pd.DataFrame(
+        {
+            "combination": ["pca-kmeans-xgboost", "none-gmm-xgboost", "pca-dbscan-knn"],
+            "trials": [3, 2, 2],
+            "feasible": [3, 1, 0],
+            "cluster/silhouette": [0.45, 0.41, np.nan],
+            "n_segments": [4, 5, np.nan],
+            "f1_macro": [0.98, 0.97, np.nan],
+        }
+    )
+    fig = plots.leaderboard_bars(board, "cluster/silhouette")
+    ax = fig.axes[0]
+    widths = sorted(round(p.get_width(), 2) for p in ax.patches)
+    assert widths == [0.41, 0.45]
+    assert any("no feasible trial (2 tried)" in t.get_text() for t in ax.texts)
+    by_height = {t.get_position()[1]: t.get_text() for t in ax.get_yticklabels()}
+    assert [by_height[y] for y in sorted(by_height, reverse=True)] == board["combination"].tolist()
