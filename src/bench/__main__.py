@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.bench.cli_runs import add_run, add_sweep, bench_run, bench_sweep  # noqa: E402
+
 REPEATS = 3
 _START = np.datetime64("2022-01-01T00:00:00", "s")
 _SPAN_S = 2 * 365 * 86_400  # two years of history
@@ -239,6 +241,8 @@ def _run_load(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable[..., None], Callable[[argparse.Namespace], int]]] = {
     "data": ("compute_rfm vs DuckDB on a synthetic canonical table", _add_data, _run_data),
     "load": ("read_export + to_canonical on a 1C-like JSON export", _add_load, _run_load),
+    "run": ("wall time of whole python -m src.run commands vs the targets", add_run, bench_run),
+    "sweep": ("a sweep's trials per minute with one and two workers", add_sweep, bench_sweep),
 }
 
 

@@ -1,0 +1,333 @@
+"""`python -m src.sweep [key=value ...]`: an Optuna search over reducer x clusterer x classifier.
+
+Load, clean and RFM run once; every trial then calls the same `run_pipeline` as `src.run` with a
+config composed by Hydra from the sweep's overrides plus the trial's sampled ones. Trials are
+nested MLflow runs under one parent sweep run; the best feasible trial's model is registered with
+alias `candidate`. Rerunning the same command resumes the study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import hydra
+import optuna
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+
+from src.cli import exit_on_user_error
+from src.errors import UserError
+from src.evaluation import plots
+from src.models.factory import GROUPS
+from src.pipeline import prepare_data
+from src.tuning.objective import objective_metrics
+from src.tuning.space import allowed_options
+from src.tuning.study import (
+    Outcome,
+    best_feasible,
+    default_study_name,
+    is_feasible,
+    leaderboard,
+    open_storage,
+    open_study,
+    outcome,
+    pareto_front,
+    progress_line,
+    storage_url,
+    work,
+)
+from src.tuning.trial import TrialSetup, run_trial
+
+log = logging.getLogger(__name__)
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerArgs:
+    setup: TrialSetup
+    storage_url: str
+    study_name: str
+    budget: int
+    heartbeat_seconds: int
+    seed: int
+    started: float
+
+
+def sampler_seed(seed: int, trials_so_far: int, worker: int = 0) -> int:
+    """Reproducible for a fresh one-worker sweep (= `seed`), distinct for every resume and worker."""
+    return seed + 7919 * trials_so_far + 104_729 * worker
+
+
+def quiet_optuna() -> None:
+    """Our one line per trial replaces Optuna's log lines; TPE's multivariate/group options are
+    marked experimental, which users cannot act on."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def run_worker(args: WorkerArgs) -> None:
+    """One worker's loop; runs in this process or in a spawned one."""
+    quiet_optuna()
+    storage = open_storage(args.storage_url, args.heartbeat_seconds)
+    study = open_study(storage, args.study_name, args.setup.objectives, args.seed)
+
+    def report(trial: optuna.trial.FrozenTrial) -> None:
+        print(progress_line(study, trial, args.budget, args.started), flush=True)
+
+    work(
+        study,
+        storage,
+        args.storage_url,
+        args.budget,
+        lambda s, t: run_trial(args.setup, s, t),
+        args.heartbeat_seconds,
+        on_finish=report,
+    )
+
+
+def _run_workers(args: WorkerArgs, n_jobs: int) -> None:
+    if n_jobs == 1:
+        run_worker(args)
+        return
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(
+            target=run_worker,
+            args=(dataclasses.replace(args, seed=sampler_seed(args.seed, 0, worker=i)),),
+            name=f"sweep-worker-{i}",
+        )
+        for i in range(n_jobs)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    except KeyboardInterrupt:
+        for worker in workers:
+            worker.join(timeout=30)
+        raise
+
+
+@contextmanager
+def _parent_run(cfg: DictConfig, allowed: dict[str, list[str]], study_name: str) -> Iterator[Any]:
+    if not cfg.tracking.enabled:
+        yield None
+        return
+    from src.tracking import runs
+
+    runs.configure(cfg.tracking)
+    picked = {group: "+".join(allowed[group]) for group in GROUPS}
+    with runs.tracked_run(
+        picked, "sweep", tags={"study": study_name}, name=f"sweep-{study_name}"
+    ) as run:
+        yield run
+
+
+def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
+    sweep = cfg.sweep
+    search = OmegaConf.to_container(cfg.search, resolve=True)
+    allowed = allowed_options(sweep, search)
+    objectives = objective_metrics(sweep)
+    budget, n_jobs = int(sweep.n_trials), int(sweep.n_jobs)
+    if budget < 1 or n_jobs < 1:
+        raise UserError(f"sweep.n_trials={budget}, sweep.n_jobs={n_jobs}: both must be at least 1")
+
+    quiet_optuna()
+    data = prepare_data(cfg)
+    url = storage_url(sweep.storage)
+    name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest))
+    storage = open_storage(url, int(sweep.heartbeat_seconds))
+    study = open_study(storage, name, objectives, int(cfg.seed))
+    done = len(study.get_trials(deepcopy=False))
+    print(
+        f"study '{name}' in {url}: {done} trial(s) so far, budget {budget}; "
+        f"{min(n_jobs, max(budget - done, 0))} worker(s) on this machine",
+        flush=True,
+    )
+
+    with _parent_run(cfg, allowed, name) as parent:
+        if parent is not None:
+            _log_parent_start(cfg, data, parent)
+        setup = TrialSetup(
+            conf_dir=CONF_DIR,
+            base_overrides=tuple(base_overrides),
+            allowed=allowed,
+            search=search,
+            objectives=tuple(objectives),
+            constraints=dict(OmegaConf.to_container(sweep.constraints)),
+            tracking=(
+                {"uri": str(cfg.tracking.uri), "experiment": str(cfg.tracking.experiment)}
+                if parent is not None
+                else None
+            ),
+            parent_run_id=parent.info.run_id if parent is not None else None,
+            trial_plots=bool(sweep.trial_plots),
+            data=dataclasses.replace(data, figures={}),
+        )
+        args = WorkerArgs(
+            setup,
+            url,
+            name,
+            budget,
+            int(sweep.heartbeat_seconds),
+            # A resumed study or another worker must not replay the same random start-up trials.
+            sampler_seed(int(cfg.seed), done),
+            time.time(),
+        )
+        _run_workers(args, n_jobs)
+        study = open_study(storage, name, objectives, int(cfg.seed))
+        result = outcome(study)
+        board = leaderboard(study, objectives)
+        _print_summary(result, board)
+        if parent is not None:
+            _log_parent_end(study, board, objectives)
+        if result.usable == 0:
+            reasons = "\n".join(f"  {n} x {reason}" for reason, n in result.failures.items())
+            raise UserError(
+                f"no feasible trial among {result.completed + result.failed} in study '{name}' "
+                f"({result.infeasible} infeasible, {result.failed} failed)"
+                + (f"; failures:\n{reasons}" if reasons else "")
+            )
+    if parent is not None and sweep.register:
+        _register_best(cfg, study, objectives)
+    return study
+
+
+def _log_parent_start(cfg: DictConfig, data: Any, parent: Any) -> None:
+    import mlflow
+
+    from src.tracking.runs import flatten
+
+    mlflow.set_tag("data_digest", data.digest)
+    settings = OmegaConf.to_container(cfg.sweep, resolve=True)
+    mlflow.log_params(flatten({"sweep": settings, "data": OmegaConf.to_container(cfg.data)}))
+    mlflow.log_metrics(data.metrics())
+    for figure_name, figure in data.figures.items():
+        mlflow.log_figure(figure, f"plots/{figure_name}.png")
+
+
+def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequence[str]) -> None:
+    import mlflow
+
+    result = outcome(study)
+    mlflow.log_metrics(
+        {
+            "sweep/trials_completed": result.completed,
+            "sweep/trials_infeasible": result.infeasible,
+            "sweep/trials_failed": result.failed,
+        }
+    )
+    best = best_feasible(study)
+    if best is not None:
+        mlflow.log_metrics({f"best/{m}": v for m, v in zip(objectives, best.values, strict=True)})
+        mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
+        mlflow.set_tags(
+            {"best_trial": str(best.number), "best_combination": best.user_attrs["combination"]}
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "leaderboard.csv"
+        board.to_csv(path, index=False)
+        mlflow.log_artifact(str(path))
+        if len(study.directions) > 1:
+            feasible = [t for t in study.get_trials(deepcopy=False) if is_feasible(t)]
+            front = pareto_front(study, feasible)
+            pd.DataFrame(
+                [{"trial": t.number, **dict(zip(objectives, t.values, strict=True))} for t in front]
+            ).to_csv(Path(tmp) / "pareto_front.csv", index=False)
+            mlflow.log_artifact(str(Path(tmp) / "pareto_front.csv"))
+    for figure_name, figure in _sweep_figures(study, board, objectives).items():
+        mlflow.log_figure(figure, f"plots/{figure_name}.png")
+
+
+def _sweep_figures(
+    study: optuna.Study, board: pd.DataFrame, objectives: Sequence[str]
+) -> dict[str, Figure]:
+    from optuna.visualization import matplotlib as optuna_plots
+
+    figures: dict[str, Figure] = {}
+    if objectives[0] in board:
+        figures["best_by_combination"] = plots.leaderboard_bars(board, objectives[0])
+    attempts = {
+        "optimization_history": lambda: optuna_plots.plot_optimization_history(
+            study, target=lambda t: t.values[0], target_name=objectives[0]
+        ),
+        "param_importances": lambda: optuna_plots.plot_param_importances(
+            study, target=lambda t: t.values[0], target_name=objectives[0]
+        ),
+    }
+    if len(study.directions) > 1:
+        attempts["pareto_front"] = lambda: optuna_plots.plot_pareto_front(
+            study, target_names=list(objectives)
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for figure_name, draw in attempts.items():
+            try:
+                figures[figure_name] = draw().figure
+            except (ValueError, RuntimeError, ZeroDivisionError) as err:
+                log.info("sweep plot %s skipped: %s", figure_name, err)
+    return figures
+
+
+def _register_best(cfg: DictConfig, study: optuna.Study, objectives: Sequence[str]) -> None:
+    from src.tracking.registry import register_candidate
+
+    best = best_feasible(study)
+    model_uri = best.user_attrs.get("model_uri") if best is not None else None
+    if best is None or not model_uri:
+        print("nothing registered: the best feasible trial has no logged model")
+        return
+    attrs = best.user_attrs
+    version = register_candidate(
+        model_uri,
+        str(cfg.tracking.model_name),
+        tags={
+            "run_id": attrs["mlflow_run_id"],
+            "combination": attrs["combination"],
+            "objective": objectives[0],
+            "objective_value": f"{best.values[0]:.6g}",
+            "f1_macro": str(attrs.get("f1_macro")),
+        },
+        once_key={"study": study.study_name, "trial": str(best.number)},
+    )
+    print(
+        f"registered {version.name} version {version.version} (trial #{best.number}, "
+        f"{attrs['combination']}) with alias 'candidate'; promote it with: "
+        f"python -m src.promote version={version.version}"
+    )
+
+
+def _print_summary(result: Outcome, board: pd.DataFrame) -> None:
+    print()
+    print(
+        f"{result.completed} trial(s) completed ({result.infeasible} infeasible), "
+        f"{result.failed} failed, {result.running} still running elsewhere"
+    )
+    for reason, count in result.failures.items():
+        print(f"  failed {count} x: {reason[:160]}")
+    if not board.empty:
+        print()
+        print(board.drop(columns=["mlflow_run_id"], errors="ignore").to_string(index=False))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        overrides = list(HydraConfig.get().overrides.task)
+        run_sweep(cfg, overrides)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Optuna search over reducer x clusterer x classifier combinations."""

@@ -1,0 +1,88 @@
+"""Search spaces declared in config (conf/search/<group>/<option>.yaml) -> Optuna suggestions.
+
+A trial first picks one option per group among those the sweep allows, then samples only that
+option's parameters (conditional sampling). Parameter names carry the option
+(`clusterer.gmm.n_components`) so Optuna never mixes two estimators' parameters; the returned
+overrides use the run config's keys (`clusterer.n_components=5`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from src.errors import UserError
+from src.models.factory import GROUPS
+
+PARAM_TYPES = ("int", "float", "categorical")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    picked: dict[str, str]  # group -> option, e.g. {"reducer": "pca", ...}
+    overrides: list[str]  # Hydra overrides for the run config, choices first
+    params: dict[str, Any]  # "clusterer.n_components" -> 5, for display
+
+
+def allowed_options(sweep: Mapping[str, Any], search: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The options each group may pick, checked against the declared search spaces."""
+    allowed = {}
+    for group in GROUPS:
+        key = f"{group}s"
+        options = list(sweep[key] or [])
+        if not options:
+            raise UserError(f"sweep.{key} is empty: list at least one {group} option")
+        unknown = [name for name in options if name not in search[group]]
+        if unknown:
+            raise UserError(
+                f"sweep.{key}: unknown option(s) {unknown}; "
+                f"known: {sorted(search[group])} (conf/search/{group}/)"
+            )
+        allowed[group] = options
+    return allowed
+
+
+def suggest(
+    trial: optuna.Trial, allowed: Mapping[str, Sequence[str]], search: Mapping[str, Any]
+) -> Suggestion:
+    picked = {group: trial.suggest_categorical(group, list(allowed[group])) for group in GROUPS}
+    overrides = [f"{group}={option}" for group, option in picked.items()]
+    params: dict[str, Any] = {}
+    for group, option in picked.items():
+        for name, spec in (search[group][option] or {}).items():
+            value = _suggest_one(trial, f"{group}.{option}.{name}", spec)
+            overrides.append(f"{group}.{name}={value}")
+            params[f"{group}.{name}"] = value
+    return Suggestion(picked, overrides, params)
+
+
+def _suggest_one(trial: optuna.Trial, name: str, spec: Mapping[str, Any]) -> Any:
+    kind = spec.get("type")
+    try:
+        if kind == "int":
+            return trial.suggest_int(
+                name,
+                int(spec["low"]),
+                int(spec["high"]),
+                step=int(spec.get("step", 1)),
+                log=bool(spec.get("log", False)),
+            )
+        if kind == "float":
+            step = spec.get("step")
+            return trial.suggest_float(
+                name,
+                float(spec["low"]),
+                float(spec["high"]),
+                step=float(step) if step is not None else None,
+                log=bool(spec.get("log", False)),
+            )
+        if kind == "categorical":
+            return trial.suggest_categorical(name, list(spec["choices"]))
+    except KeyError as err:
+        raise UserError(f"search space {name}: missing key {err}") from err
+    except ValueError as err:
+        raise UserError(f"search space {name}: {err}") from err
+    raise UserError(f"search space {name}: type must be one of {PARAM_TYPES}, got {kind!r}")

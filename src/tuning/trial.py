@@ -1,0 +1,137 @@
+"""One sweep trial: compose the run config with the sampled overrides, call the same pipeline as
+`src.run`, record objectives and constraints in Optuna and everything else in a nested MLflow run.
+
+`TrialSetup` is plain data so it can be sent to worker processes (spawned, not forked: forked
+children would share the parent's database connections).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+
+from src.outputs import write_run_outputs
+from src.pipeline import PreparedData, RunResult, run_pipeline
+from src.tuning.objective import (
+    constraint_checks,
+    describe_violations,
+    objective_values,
+)
+from src.tuning.space import suggest
+from src.tuning.study import best_feasible, is_feasible, pareto_front
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    conf_dir: str
+    base_overrides: tuple[str, ...]  # the sweep command's own overrides, applied to every trial
+    allowed: dict[str, list[str]]
+    search: dict[str, Any]
+    objectives: tuple[str, ...]
+    constraints: dict[str, float]
+    tracking: dict[str, Any] | None  # uri and experiment; None = tracking off
+    parent_run_id: str | None
+    trial_plots: bool
+    data: PreparedData  # loaded, cleaned and RFM'd once per sweep
+
+
+def compose_run_config(setup: TrialSetup, overrides: list[str]) -> DictConfig:
+    """The run config for a trial, composed by Hydra exactly as `src.run` would compose it."""
+    everything = [*setup.base_overrides, *overrides]
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="sweep", overrides=everything)
+    with initialize_config_dir(config_dir=setup.conf_dir, version_base="1.3"):
+        return compose(config_name="sweep", overrides=everything)
+
+
+def run_trial(setup: TrialSetup, study: optuna.Study, trial: optuna.Trial) -> list[float]:
+    suggestion = suggest(trial, setup.allowed, setup.search)
+    combination = "-".join(suggestion.picked[g] for g in ("reducer", "clusterer", "classifier"))
+    trial.set_user_attr("combination", combination)
+    cfg = compose_run_config(setup, suggestion.overrides)
+    with _tracked(setup, suggestion.picked, study, trial) as run:
+        result = run_pipeline(cfg, setup.data, with_figures=setup.trial_plots)
+        values = objective_values(result.metrics, setup.objectives)
+        checks = constraint_checks(result.metrics, result.profile, setup.constraints)
+        _record(trial, result, checks)
+        if run is not None:
+            _log(setup, cfg, result, study, trial, values, checks)
+    return values
+
+
+@contextmanager
+def _tracked(
+    setup: TrialSetup, picked: dict[str, str], study: optuna.Study, trial: optuna.Trial
+) -> Iterator[Any]:
+    """The trial's nested MLflow run (None when tracking is off)."""
+    if setup.tracking is None:
+        yield None
+        return
+    from src.tracking.runs import configure, tracked_run
+
+    configure(OmegaConf.create(setup.tracking))
+    tags = {"trial": str(trial.number), "study": study.study_name}
+    with tracked_run(picked, "trial", parent_run_id=setup.parent_run_id, tags=tags) as run:
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        yield run
+
+
+def _record(trial: optuna.Trial, result: RunResult, checks: dict[str, float]) -> None:
+    for name, value in checks.items():
+        trial.set_constraint(name, value)
+    trial.set_user_attr("violations", describe_violations(checks))
+    trial.set_user_attr("n_segments", int(len(result.profile)))
+    trial.set_user_attr("smallest_share", round(float(result.profile["customer_share"].min()), 4))
+    for key in ("cluster/silhouette", "classifier/f1_macro"):
+        trial.set_user_attr(key.split("/")[1], round(float(result.metrics.get(key, "nan")), 4))
+
+
+def _log(
+    setup: TrialSetup,
+    cfg: DictConfig,
+    result: RunResult,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    values: list[float],
+    checks: dict[str, float],
+) -> None:
+    import mlflow
+
+    from src.tracking.runs import log_result
+
+    feasible = all(v <= 0 for v in checks.values())
+    with_model = feasible and _could_be_best(study, values)
+    mlflow.set_tags({"feasible": str(feasible), "violations": describe_violations(checks)})
+    mlflow.log_metrics({f"trial/objective_{i}": v for i, v in enumerate(values)})
+    with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
+        out_dir = write_run_outputs(
+            Path(tmp) / "results", setup.data, result, OmegaConf.to_yaml(cfg, resolve=True)
+        )
+        model_uri = log_result(cfg, setup.data, result, out_dir, with_model=with_model)
+    if model_uri:
+        trial.set_user_attr("model_uri", model_uri)
+
+
+def _could_be_best(study: optuna.Study, values: list[float]) -> bool:
+    """Log a model only for a trial that could end up registered: one at least as good as the
+    best feasible trial so far (in multi-objective mode, one not dominated by the Pareto front).
+    The final best always had a model logged, because the best only ever improves."""
+    finished = [t for t in study.get_trials(deepcopy=False) if is_feasible(t)]
+    if not finished:
+        return True
+    if len(study.directions) == 1:
+        best = best_feasible(study)
+        maximise = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        return values[0] >= best.values[0] if maximise else values[0] <= best.values[0]
+    probe = optuna.trial.create_trial(values=values, state=optuna.trial.TrialState.COMPLETE)
+    front = pareto_front(study, [*finished, probe])
+    return any(t is probe for t in front)

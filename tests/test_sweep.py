@@ -1,0 +1,200 @@
+"""`python -m src.sweep` as users run it: real processes, a temporary MLflow store and study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+SMALL = ("sweep.reducers=[none,pca]", "sweep.clusterers=[kmeans,gmm]", "sweep.classifiers=[knn]")
+
+
+def sweep_cmd(cwd: Path, store_path: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "src.sweep", f"hydra.run.dir={cwd}/out", f"data.path={store_path}",
+        f"sweep.storage=sqlite:///{cwd}/study.db", "sweep.study_name=test",
+        "sweep.trial_plots=false", *SMALL, *args,
+    ]  # fmt: skip
+
+
+def env(cwd: Path) -> dict[str, str]:
+    return os.environ | {
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db",
+    }
+
+
+def run_sweep(cwd: Path, store_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        sweep_cmd(cwd, store_path, *args), cwd=cwd, env=env(cwd), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+def study(cwd: Path) -> optuna.Study:
+    return optuna.load_study(study_name="test", storage=f"sqlite:///{cwd}/study.db")
+
+
+def client(cwd: Path) -> MlflowClient:
+    mlflow.set_tracking_uri(f"sqlite:///{cwd}/mlflow.db")
+    return MlflowClient()
+
+
+def versions(cwd: Path) -> list:
+    return client(cwd).search_model_versions("name = 'customer-segmentation'")
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, store_path):
+    cwd = tmp_path_factory.mktemp("sweep")
+    done = run_sweep(cwd, store_path, "sweep.n_trials=4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return cwd, done
+
+
+def test_trials_are_nested_under_one_sweep_run(swept):
+    cwd, done = swept
+    mlflow_client = client(cwd)
+    experiment = mlflow_client.get_experiment_by_name("customer-segmentation")
+    runs = mlflow_client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["run_kind"] == "sweep"]
+    trials = [r for r in runs if r.data.tags["run_kind"] == "trial"]
+    assert len(trials) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+    assert sorted(int(r.data.tags["trial"]) for r in trials) == [0, 1, 2, 3]
+    for run in trials:
+        assert run.info.run_name == "-".join(
+            run.data.tags[g] for g in ("reducer", "clusterer", "classifier")
+        )
+        assert "cluster/silhouette" in run.data.metrics
+        assert run.data.params["classifier._target_"] == "sklearn.neighbors.KNeighborsClassifier"
+    artifacts = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
+    assert "leaderboard.csv" in artifacts
+    plots = {Path(a.path).name for a in mlflow_client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"best_by_combination.png", "optimization_history.png"} <= plots
+    assert parent.data.metrics["sweep/trials_completed"] == 4
+    assert "best/cluster/silhouette" in parent.data.metrics
+    assert "4 trial(s) completed" in done.stdout
+    assert done.stdout.count("trial ") >= 4 and "s left" in done.stdout
+
+
+def test_best_feasible_model_is_registered_as_candidate(swept):
+    cwd, _ = swept
+    (version,) = versions(cwd)
+    best = max(
+        (
+            t
+            for t in study(cwd).trials
+            if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
+        ),
+        key=lambda t: t.value,
+    )
+    assert version.tags["trial"] == str(best.number)
+    assert version.tags["run_id"] == best.user_attrs["mlflow_run_id"]
+    assert version.tags["objective"] == "cluster/silhouette"
+    assert float(version.tags["objective_value"]) == pytest.approx(best.value, rel=1e-5)
+    assert (
+        client(cwd).get_model_version_by_alias("customer-segmentation", "candidate").version
+        == version.version
+    )
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client(cwd).get_model_version_by_alias("customer-segmentation", "production")
+
+
+def test_rerun_with_a_bigger_budget_resumes_and_registers_once(swept, store_path):
+    cwd, _ = swept
+    again = run_sweep(cwd, store_path, "sweep.n_trials=4")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(study(cwd).trials) == 4
+    assert len(versions(cwd)) == 1
+
+
+def test_killed_sweep_resumes_to_the_budget_and_marks_the_lost_trial_failed(tmp_path, store_path):
+    args = ("sweep.n_trials=4", "sweep.heartbeat_seconds=1")
+    process = subprocess.Popen(
+        sweep_cmd(tmp_path, store_path, *args), cwd=tmp_path, env=env(tmp_path),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    for line in process.stdout:
+        if line.startswith("trial   1/4"):
+            break
+    deadline = time.time() + 60
+    while len(study(tmp_path).trials) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # mid-way through trial 2: no chance to clean up
+    process.wait()
+    assert len(study(tmp_path).trials) == 2
+    done = run_sweep(tmp_path, store_path, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = study(tmp_path).trials
+    assert len(trials) == 4
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1
+    assert trials[1].state == TrialState.FAIL
+    assert "1 failed" in done.stdout
+    assert len(versions(tmp_path)) == 1
+
+
+def test_two_sweeps_on_one_storage_share_the_study(tmp_path, store_path):
+    commands = [sweep_cmd(tmp_path, store_path, "sweep.n_trials=6") for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            c,
+            cwd=tmp_path,
+            env=env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for c in commands
+    ]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert all(p.returncode == 0 for p in processes), [o[1][-2000:] for o in outputs]
+    trials = study(tmp_path).trials
+    assert [t.number for t in trials] == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    mlflow_client = client(tmp_path)
+    runs = mlflow_client.search_runs(
+        [mlflow_client.get_experiment_by_name("customer-segmentation").experiment_id],
+        filter_string="tags.run_kind = 'trial'",
+    )
+    assert sorted(int(r.data.tags["trial"]) for r in runs) == list(range(6))
+    assert len(versions(tmp_path)) == 1
+
+
+def test_sweep_with_no_feasible_trial_fails_and_registers_nothing(tmp_path, store_path):
+    done = run_sweep(
+        tmp_path, store_path, "sweep.n_trials=2", "sweep.constraints.min_f1_macro=1.01"
+    )
+    assert done.returncode == 2
+    assert "no feasible trial among 2" in done.stderr
+    assert versions(tmp_path) == []
+
+
+def test_failing_trials_are_recorded_with_their_reason_and_grouped(tmp_path, store_path):
+    done = run_sweep(
+        tmp_path, store_path, "sweep.n_trials=2", "sweep.clusterers=[dbscan]",
+        "search.clusterer.dbscan.eps.low=40", "search.clusterer.dbscan.eps.high=50",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "2 x UserError: degenerate clustering" in done.stderr
+    trials = study(tmp_path).trials
+    assert all(t.state == TrialState.FAIL for t in trials)
+    mlflow_client = client(tmp_path)
+    runs = mlflow_client.search_runs(
+        [mlflow_client.get_experiment_by_name("customer-segmentation").experiment_id],
+        filter_string="tags.run_kind = 'trial'",
+    )
+    assert {r.info.status for r in runs} == {"FAILED"}
+    assert all("degenerate" in r.data.tags["error"] for r in runs)
+    assert versions(tmp_path) == []
