@@ -26,11 +26,19 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from src.data.clean import CleaningReport, clean_transactions, freeze_thresholds
 from src.data.load import read_export, to_canonical
-from src.data.synthetic import default_sample_path
+from src.data.synthetic import default_sample_path, truth_path
 from src.errors import UserError
 from src.evaluation import plots
 from src.evaluation.metrics import NOISE, check_degenerate, classifier_scores, cluster_scores
 from src.evaluation.profile import name_segments, profile_segments
+from src.evaluation.validation import (
+    future_value,
+    holdout_metrics,
+    quintile_baseline,
+    split_at_cutoff,
+    stability_ari,
+    truth_scores,
+)
 from src.features.rfm import compute_rfm, make_transformer
 from src.models.factory import build_estimator, can_label_new_points
 from src.models.segmenter import Segmenter
@@ -52,6 +60,12 @@ class PreparedData:
     timings: dict[str, float]
     example: pd.DataFrame  # a few customers' raw lines, as the model's input example
     figures: dict[str, Figure] = field(default_factory=dict)
+    # Hold-out validation (validation.holdout_days > 0): future spend and orders per customer of
+    # `rfm`, measured from `cutoff` on; features only ever see transactions before it.
+    future: pd.DataFrame | None = None
+    cutoff: pd.Timestamp | None = None
+    # The synthetic store's latent groups (customer_id, group), when its sidecar file is present.
+    truth: pd.DataFrame | None = None
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -112,12 +126,20 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
     log.info("cleaning report\n%s", report.to_table())
     if transactions.empty:
         raise UserError(f"{source}: no rows left after cleaning; see the cleaning report above")
+    future = cutoff = None
+    calibration, snapshot = transactions, _snapshot(cfg.features.snapshot_date)
+    holdout_days = int(cfg.validation.holdout_days)
+    if holdout_days > 0:
+        split = split_at_cutoff(transactions, holdout_days)
+        calibration, snapshot, cutoff = split.calibration, split.cutoff, split.cutoff
+        log.info(
+            "hold-out: features from %s lines before %s; the %s lines of the %d days after judge them",
+            f"{len(split.calibration):,}", cutoff.date(), f"{len(split.future):,}", holdout_days,
+        )  # fmt: skip
     with watch.stage("rfm"):
-        rfm = compute_rfm(
-            transactions,
-            snapshot=_snapshot(cfg.features.snapshot_date),
-            extras=tuple(cfg.features.extras),
-        )
+        rfm = compute_rfm(calibration, snapshot=snapshot, extras=tuple(cfg.features.extras))
+    if holdout_days > 0:
+        future = future_value(split.future, rfm.index)
     figures: dict[str, Figure] = {}
     if with_figures:
         with watch.stage("eda_plots"):
@@ -132,7 +154,18 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
         timings=dict(watch.seconds),
         example=_example_lines(raw, transactions),
         figures=figures,
+        future=future,
+        cutoff=cutoff,
+        truth=_truth(source),
     )
+
+
+def _truth(source: Path) -> pd.DataFrame | None:
+    """The synthetic store's sidecar of latent groups, if `source` has one (evaluation only)."""
+    path = truth_path(source)
+    if not path.exists():
+        return None
+    return pd.read_csv(path, dtype={"customer_id": str, "group": str})
 
 
 def _example_lines(raw: pd.DataFrame, clean: pd.DataFrame, customers: int = 3) -> pd.DataFrame:
@@ -227,17 +260,31 @@ def run_pipeline(cfg: DictConfig, data: PreparedData, with_figures: bool = True)
         }
     )
 
+    validation: dict[str, float] = {}
+    with watch.stage("stability"):
+        validation |= _stability(cfg, reducer, clusterer, X_fit, embedding, labels_fit, notes)
+    baseline = None
+    if data.future is not None:
+        baseline = quintile_baseline(rfm, k=len(profile))
+        validation |= holdout_metrics(data.future.loc[rfm.index], labels, baseline, best_segment=0)
+        notes.append(_holdout_verdict(validation, data.cutoff, int(cfg.validation.holdout_days)))
+    if data.truth is not None:
+        validation |= truth_scores(segments, data.truth)
+
     figures: dict[str, Figure] = {}
     if with_figures:
         with watch.stage("plots"):
             figures = _segment_figures(
                 X, X_fit, embedding, labels_fit, labels, profile, fitted, rfm
             )
+            if baseline is not None:
+                figures |= _holdout_figures(data.future.loc[rfm.index], labels, baseline, names)
 
     metrics = (
         scores.as_metrics()
         | {"cluster/silhouette_embedding": embedding_scores.as_metrics()["cluster/silhouette"]}
         | fitted.scores
+        | validation
         | watch.as_metrics()
     )
     segmenter = Segmenter(
@@ -252,6 +299,62 @@ def run_pipeline(cfg: DictConfig, data: PreparedData, with_figures: bool = True)
         segment_names=dict(names),
     )
     return RunResult(segments, profile, metrics, figures, segmenter, notes)
+
+
+def _stability(
+    cfg: DictConfig,
+    reducer: Any,
+    clusterer: Any,
+    X_fit: np.ndarray,
+    embedding: np.ndarray,
+    labels_fit: np.ndarray,
+    notes: list[str],
+) -> dict[str, float]:
+    """`cluster/stability_ari`: refit on seeded subsamples, compare on the shared customers."""
+    settings = cfg.validation.stability
+    if int(settings.subsamples) <= 0:
+        return {}
+    whole = can_label_new_points(reducer)
+
+    def refit(rows: np.ndarray) -> np.ndarray:
+        points = clone(reducer).fit_transform(X_fit[rows]) if whole else embedding[rows]
+        return clone(clusterer).fit_predict(np.asarray(points, dtype=float))
+
+    if not whole:
+        notes.append(
+            f"stability: {type(reducer).__name__} is not refitted; the clusterer is refitted on "
+            "subsamples of its embedding"
+        )
+    score = stability_ari(
+        labels_fit, refit, len(labels_fit), int(settings.subsamples), float(settings.fraction),
+        int(cfg.seed),
+    )  # fmt: skip
+    return {"cluster/stability_ari": score}
+
+
+def _holdout_verdict(metrics: dict[str, float], cutoff: pd.Timestamp, days: int) -> str:
+    ours, theirs = metrics["holdout/eta2_spend"], metrics["holdout/baseline_eta2_spend"]
+    verdict = "beat" if ours > theirs else "do not beat"
+    return (
+        f"hold-out ({days} days from {cutoff.date()}): segments explain {ours:.1%} of the variance "
+        f"of future spend, the RFM quintile baseline {theirs:.1%}: they {verdict} the textbook"
+    )
+
+
+def _holdout_figures(
+    future: pd.DataFrame, labels: np.ndarray, baseline: np.ndarray, names: dict[int, str]
+) -> dict[str, Figure]:
+    table = future.assign(segment=labels, baseline=baseline)
+    groups = {g: f"quintile group {g + 1}" for g in np.unique(baseline).tolist()}
+    return {
+        "holdout_future_spend": plots.future_spend_by_segment(
+            table, "segment", names, "Future spend per segment (hold-out window)"
+        ),
+        "holdout_baseline_future_spend": plots.future_spend_by_segment(
+            table, "baseline", groups,
+            "Future spend per RFM quintile group (textbook baseline, same number of groups)",
+        ),
+    }  # fmt: skip
 
 
 def _fit_sample(

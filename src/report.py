@@ -15,8 +15,15 @@ KEY_METRICS = (
     "cluster/calinski_harabasz",
     "cluster/davies_bouldin",
     "cluster/noise_fraction",
+    "cluster/stability_ari",
     "classifier/accuracy",
     "classifier/f1_macro",
+    "holdout/eta2_spend",
+    "holdout/baseline_eta2_spend",
+    "holdout/eta2_spend_gain",
+    "holdout/lift_top",
+    "synthetic/ari",
+    "synthetic/ami",
 )
 
 

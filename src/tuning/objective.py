@@ -31,6 +31,11 @@ def objective_values(metrics: Mapping[str, float], names: Sequence[str]) -> list
     values = []
     for name in names:
         if name not in metrics:
+            if name.startswith("holdout/"):
+                raise UserError(
+                    f"sweep.objective={name} needs the temporal hold-out: set "
+                    "validation.holdout_days (e.g. validation.holdout_days=90)"
+                )
             known = ", ".join(sorted(k for k in metrics if not k.startswith("time/")))
             raise UserError(f"sweep.objective={name}: the run logs no such metric; known: {known}")
         value = float(metrics[name])

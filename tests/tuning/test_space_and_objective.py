@@ -114,3 +114,8 @@ def test_minimised_objective_and_pareto_front():
     front = pareto_front(multi, multi.trials)
     assert [t.number for t in front] == [3]
     assert best_feasible(multi).number == 3
+
+
+def test_holdout_objective_without_holdout_says_how_to_turn_it_on():
+    with pytest.raises(UserError, match="validation.holdout_days"):
+        objective_values({"cluster/silhouette": 0.4}, ["holdout/eta2_spend"])
