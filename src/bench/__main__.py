@@ -134,7 +134,10 @@ def _records_1c(n_lines: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lines", type=int, default=5_000_000, help="sale lines (5,000,000)")
+    parser.add_argument(
+        "--lines", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000],
+        help="sale lines, one measurement per size (100,000 1,000,000 5,000,000)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--shuffle", action="store_true", help="scatter the lines of each order (worst case)"
@@ -145,10 +148,17 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_data(args: argparse.Namespace) -> int:
+    results = [_data_at(lines, args) for lines in args.lines]
+    return 0 if all(results) else 1
+
+
+def _data_at(lines: int, args: argparse.Namespace) -> bool:
+    """Clean and RFM throughput at `lines` lines, and RFM against DuckDB; True if both agree."""
+    from src.data.clean import clean_transactions
     from src.features.rfm import compute_rfm, default_snapshot
 
     start = time.perf_counter()
-    frame = synthetic_lines(args.lines, args.seed, args.shuffle, args.text_ids)
+    frame = synthetic_lines(lines, args.seed, args.shuffle, args.text_ids)
     transactions = frame[["customer_id", "date", "amount", "order_id"]]
     built = time.perf_counter() - start
     print(
@@ -157,14 +167,18 @@ def _run_data(args: argparse.Namespace) -> int:
         f"{' (text ids)' if args.text_ids else ''}, "
         f"built in {built:.1f} s"
     )
+    cleaning, _ = best_of(lambda: clean_transactions(frame, None), repeats=1)
+    print(
+        f"clean        {cleaning:8.3f} s  {len(frame) / cleaning:>12,.0f} lines/s (all default rules)"
+    )
     ours, rfm = best_of(lambda: compute_rfm(transactions))
-    print(f"compute_rfm  {ours:8.3f} s  (best of {REPEATS})")
+    print(f"compute_rfm  {ours:8.3f} s  {len(frame) / ours:>12,.0f} lines/s (best of {REPEATS})")
     try:
         import duckdb
     except ImportError:
         print("duckdb      not installed: pip install -e '.[dev]' to compare (skipped)")
         print(f"peak RSS     {peak_rss_mib():8.0f} MiB")
-        return 0
+        return True
     con = duckdb.connect()
     con.register("df", transactions)
     query = (
@@ -186,7 +200,8 @@ def _run_data(args: argparse.Namespace) -> int:
     )
     print(f"same result  {same}")
     print(f"peak RSS     {peak_rss_mib():8.0f} MiB")
-    return 0 if same else 1
+    print()
+    return bool(same)
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         add(sub)
         sub.set_defaults(run=run)
     args = parser.parse_args(argv)
-    if getattr(args, "lines", 1) < 1:
+    lines = getattr(args, "lines", 1)
+    if min(lines if isinstance(lines, list) else [lines]) < 1:
         parser.error("--lines must be at least 1")
     return args.run(args)
 
