@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 import tempfile
 import time
 import warnings
@@ -50,6 +53,7 @@ from src.tuning.study import (
 from src.tuning.trial import TrialSetup, run_trial
 
 log = logging.getLogger(__name__)
+WORKER_GRACE_SECONDS = 10
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
@@ -79,21 +83,28 @@ def quiet_optuna() -> None:
 def run_worker(args: WorkerArgs) -> None:
     """One worker's loop; runs in this process or in a spawned one."""
     quiet_optuna()
+    # A sweep started in the background inherits an ignored SIGINT; the parent stops its workers
+    # with SIGINT, so that each fails its running trial as interrupted before exiting.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     storage = open_storage(args.storage_url, args.heartbeat_seconds)
     study = open_study(storage, args.study_name, args.setup.objectives, args.seed)
 
     def report(trial: optuna.trial.FrozenTrial) -> None:
         print(progress_line(study, trial, args.budget, args.started), flush=True)
 
-    work(
-        study,
-        storage,
-        args.storage_url,
-        args.budget,
-        lambda s, t: run_trial(args.setup, s, t),
-        args.heartbeat_seconds,
-        on_finish=report,
-    )
+    try:
+        work(
+            study,
+            storage,
+            args.storage_url,
+            args.budget,
+            lambda s, t: run_trial(args.setup, s, t),
+            args.heartbeat_seconds,
+            on_finish=report,
+        )
+    except KeyboardInterrupt:
+        if multiprocessing.parent_process() is None:
+            raise  # the only worker: the command reports the interruption
 
 
 def _run_workers(args: WorkerArgs, n_jobs: int) -> None:
@@ -111,13 +122,28 @@ def _run_workers(args: WorkerArgs, n_jobs: int) -> None:
     ]
     for worker in workers:
         worker.start()
+    # `kill <sweep pid>` must stop the workers too, as Ctrl-C (sent to the whole group) does.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for worker in workers:
             worker.join()
     except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second kill must not cut the clean-up
+        for worker in workers:  # each fails its running trial as interrupted, then exits
+            if worker.is_alive():
+                os.kill(worker.pid, signal.SIGINT)
+        deadline = time.monotonic() + WORKER_GRACE_SECONDS
         for worker in workers:
-            worker.join(timeout=30)
+            worker.join(timeout=max(deadline - time.monotonic(), 0))
+            if worker.is_alive():  # stuck where Ctrl-C cannot reach: its trial goes stale
+                worker.kill()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 @contextmanager
@@ -284,6 +310,12 @@ def _sweep_figures(
 def _register_best(cfg: DictConfig, study: optuna.Study, objectives: Sequence[str]) -> None:
     from src.tracking.registry import register_candidate
 
+    running = outcome(study).running
+    if running:
+        # Another worker (another terminal or machine) is still running trials: its result may
+        # be the best, so the last worker to finish registers; a resumed sweep does if none does.
+        print(f"{running} trial(s) still running in other workers: the last to finish registers")
+        return
     best = best_feasible(study)
     model_uri = best.user_attrs.get("model_uri") if best is not None else None
     if best is None or not model_uri:
@@ -326,7 +358,12 @@ def _print_summary(result: Outcome, board: pd.DataFrame) -> None:
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
         overrides = list(HydraConfig.get().overrides.task)
-        run_sweep(cfg, overrides)
+        try:
+            run_sweep(cfg, overrides)
+        except KeyboardInterrupt:
+            print("\ninterrupted: running trials are marked failed; rerun the same command to "
+                  "resume the study", file=sys.stderr)  # fmt: skip
+            sys.exit(130)
 
 
 if __name__ == "__main__":
