@@ -14,10 +14,13 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from src.data.schema import REQUIRED
+from src.errors import UserError
 from src.models.segmenter import Segmenter
 
 MODEL_NAME_IN_RUN = "model"
@@ -30,11 +33,15 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):  # noqa: ANN001
         snapshot = (params or {}).get("snapshot_date") or None
-        return self.segmenter.segment(
-            pd.DataFrame(model_input),
-            snapshot=pd.Timestamp(snapshot) if snapshot else None,
-            source="model input",
-        )
+        try:
+            return self.segmenter.segment(
+                pd.DataFrame(model_input),
+                snapshot=pd.Timestamp(snapshot) if snapshot else None,
+                source="model input",
+            )
+        except (UserError, ValueError) as err:
+            # A bad request, not a server fault: `mlflow models serve` answers 400 with this text.
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
 
 
 def signature_for(segmenter: Segmenter) -> ModelSignature:
