@@ -4,8 +4,10 @@
   last date, distinct orders and total per customer), best of 3 each, in one process.
 - ``load``: ``read_export`` + ``to_canonical`` on a 1C-like JSON export written to a temp dir.
 
-Subcommands are registered in ``COMMANDS``; add one (e.g. ``predict``) with a ``_add_<name>``
-parser function and a ``_run_<name>`` function.
+- ``run`` / ``sweep``: whole commands' wall times (``cli_runs.py``); ``predict``: a 1M-line export
+  through a trained model (``predict.py``).
+
+Subcommands are registered in ``COMMANDS``.
 """
 
 from __future__ import annotations
@@ -253,11 +255,31 @@ def _run_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lines", type=int, default=1_000_000, help="sale lines (1,000,000)")
+    parser.add_argument(
+        "--no-enforcement", action="store_true",
+        help="skip timing MLflow's own predict (with its cell-by-cell input check) for comparison",
+    )  # fmt: skip
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from src.bench.predict import bench_predict
+
+    bench_predict(args.lines, with_enforcement=not args.no_enforcement)
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[..., None], Callable[[argparse.Namespace], int]]] = {
     "data": ("compute_rfm vs DuckDB on a synthetic canonical table", _add_data, _run_data),
     "load": ("read_export + to_canonical on a 1C-like JSON export", _add_load, _run_load),
     "run": ("wall time of whole python -m src.run commands vs the targets", add_run, bench_run),
     "sweep": ("a sweep's trials per minute with one and two workers", add_sweep, bench_sweep),
+    "predict": (
+        "segment a 1C export with a trained pyfunc, as src.predict does",
+        _add_predict,
+        _run_predict,
+    ),
 }
 
 
