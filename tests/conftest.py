@@ -6,11 +6,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+MODEL_NAME = "customer-segmentation"
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 END = np.datetime64("2025-12-31")
 
@@ -79,3 +81,27 @@ def make_cfg() -> Callable[..., DictConfig]:
             return compose(config_name=config_name, overrides=list(overrides))
 
     return make
+
+
+def train_and_register(tmp: Path, make_cfg, seed: int = 3) -> tuple[str, Path]:
+    """A real model (pca + kmeans + xgboost on a tiny planted store, no plots) logged with its
+    metrics to a fresh SQLite store in `tmp` and registered as version 1 of MODEL_NAME; returns the
+    tracking URI and the export."""
+    from src.pipeline import prepare_data, run_pipeline
+    from src.tracking.pyfunc import log_segmenter
+
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    export = write_json(tmp / "export.json", store_records(seed=seed)[0])
+    cfg = make_cfg(f"data.path={export}", f"tracking.uri={uri}")
+    data = prepare_data(cfg, with_figures=False)
+    result = run_pipeline(cfg, data, with_figures=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)  # MLflow's default artifact root is ./mlruns
+        mp.setenv("MLFLOW_EXPERIMENT_ID", "")  # set_experiment exports it; undone on exit
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("tests")
+        with mlflow.start_run():
+            mlflow.log_metrics(result.metrics)
+            model_uri = log_segmenter(result.segmenter, data.example)
+        mlflow.register_model(model_uri, MODEL_NAME)
+    return uri, export

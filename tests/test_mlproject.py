@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import store_records, write_json
 from mlflow import MlflowClient
 from mlflow.projects._project_spec import load_project
+
+from tests.conftest import store_records, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import END, store_records, write_json
 from mlflow import MlflowClient
 
 from src.errors import UserError
 from src.evaluation.migration import GONE, NEW, biggest_movements, migration_matrix
 from src.predict import migration_paths, predict
+from tests.conftest import END, store_records, write_json
 
 NAME = "customer-segmentation"
 ROOT = Path(__file__).resolve().parents[1]

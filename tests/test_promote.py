@@ -17,39 +17,15 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import store_records, write_json
 from mlflow import MlflowClient
 
 from src.errors import UserError
 from src.promote import compare, execute
 from src.tracking import registry
+from tests.conftest import train_and_register
 
 NAME = "customer-segmentation"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def train_and_register(tmp: Path, make_cfg, seed: int = 3) -> tuple[str, Path]:
-    """A real model (pca + kmeans + xgboost on a tiny planted store, no plots) logged with its
-    metrics to a fresh SQLite store in `tmp` and registered as version 1 of NAME; returns the
-    tracking URI and the export. (Same helper in test_serve.py; a conftest fixture could share it.)"""
-    from src.pipeline import prepare_data, run_pipeline
-    from src.tracking.pyfunc import log_segmenter
-
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    export = write_json(tmp / "export.json", store_records(seed=seed)[0])
-    cfg = make_cfg(f"data.path={export}", f"tracking.uri={uri}")
-    data = prepare_data(cfg, with_figures=False)
-    result = run_pipeline(cfg, data, with_figures=False)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)  # MLflow's default artifact root is ./mlruns
-        mp.setenv("MLFLOW_EXPERIMENT_ID", "")  # set_experiment exports it; undone on exit
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment("tests")
-        with mlflow.start_run():
-            mlflow.log_metrics(result.metrics)
-            model_uri = log_segmenter(result.segmenter, data.example)
-        mlflow.register_model(model_uri, NAME)
-    return uri, export
 
 
 def clean_env() -> dict[str, str]:
