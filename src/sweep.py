@@ -241,7 +241,7 @@ def _log_parent_start(cfg: DictConfig, data: Any, parent: Any) -> None:
     mlflow.log_params(flatten({"sweep": settings, "data": OmegaConf.to_container(cfg.data)}))
     mlflow.log_metrics(data.metrics())
     for figure_name, figure in data.figures.items():
-        mlflow.log_figure(figure, f"plots/{figure_name}.png")
+        mlflow.log_figure(figure, f"plots/{figure_name}.png", save_kwargs={"bbox_inches": "tight"})
 
 
 def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequence[str]) -> None:
@@ -274,7 +274,7 @@ def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequen
             ).to_csv(Path(tmp) / "pareto_front.csv", index=False)
             mlflow.log_artifact(str(Path(tmp) / "pareto_front.csv"))
     for figure_name, figure in _sweep_figures(study, board, objectives).items():
-        mlflow.log_figure(figure, f"plots/{figure_name}.png")
+        mlflow.log_figure(figure, f"plots/{figure_name}.png", save_kwargs={"bbox_inches": "tight"})
 
 
 def _sweep_figures(
@@ -285,12 +285,14 @@ def _sweep_figures(
     figures: dict[str, Figure] = {}
     if objectives[0] in board:
         figures["best_by_combination"] = plots.leaderboard_bars(board, objectives[0])
+    # Single-objective: Optuna's own target, so the history also draws the best-so-far line.
+    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     attempts = {
         "optimization_history": lambda: optuna_plots.plot_optimization_history(
-            study, target=lambda t: t.values[0], target_name=objectives[0]
+            study, target=target, target_name=objectives[0]
         ),
         "param_importances": lambda: optuna_plots.plot_param_importances(
-            study, target=lambda t: t.values[0], target_name=objectives[0]
+            study, target=target, target_name=objectives[0]
         ),
     }
     if len(study.directions) > 1:
@@ -301,9 +303,14 @@ def _sweep_figures(
         warnings.simplefilter("ignore")
         for figure_name, draw in attempts.items():
             try:
-                figures[figure_name] = draw().figure
+                figure = draw().figure
             except (ValueError, RuntimeError, ZeroDivisionError) as err:
                 log.info("sweep plot %s skipped: %s", figure_name, err)
+                continue
+            # Optuna draws at 6.4 x 4.8 in. and clips long parameter names and the legend.
+            figure.set_size_inches(11, 6)
+            figure.tight_layout()
+            figures[figure_name] = figure
     return figures
 
 
