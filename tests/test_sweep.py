@@ -78,6 +78,7 @@ def test_trials_are_nested_under_one_sweep_run(swept):
             run.data.tags[g] for g in ("reducer", "clusterer", "classifier")
         )
         assert "cluster/silhouette" in run.data.metrics
+        assert run.data.metrics["time/tracking_s"] > 0
         assert run.data.params["classifier._target_"] == "sklearn.neighbors.KNeighborsClassifier"
     artifacts = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
     assert "leaderboard.csv" in artifacts

@@ -8,6 +8,7 @@ children would share the parent's database connections).
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ def _log(
 
     from src.tracking.runs import log_result
 
+    start = time.perf_counter()
     feasible = all(v <= 0 for v in checks.values())
     with_model = feasible and _could_be_best(study, values)
     mlflow.set_tags({"feasible": str(feasible), "violations": describe_violations(checks)})
@@ -119,6 +121,9 @@ def _log(
         model_uri = log_result(cfg, setup.data, result, out_dir, with_model=with_model)
     if model_uri:
         trial.set_user_attr("model_uri", model_uri)
+    # What tracking costs this trial (outputs, params, dataset, metrics, artifacts, model), next
+    # to the pipeline's own time/<stage>_s.
+    mlflow.log_metric("time/tracking_s", round(time.perf_counter() - start, 4))
 
 
 def _could_be_best(study: optuna.Study, values: list[float]) -> bool:
