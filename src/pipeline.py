@@ -143,7 +143,9 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
     figures: dict[str, Figure] = {}
     if with_figures:
         with watch.stage("eda_plots"):
-            figures = _exploratory_figures(transactions, rfm, report)
+            figures = _exploratory_figures(
+                transactions, rfm, report, cfg.features.transform, int(cfg.seed)
+            )
     return PreparedData(
         source=source,
         digest=file_digest(source),
@@ -186,9 +188,21 @@ def _snapshot(value: Any) -> pd.Timestamp | None:
 
 
 def _exploratory_figures(
-    transactions: pd.DataFrame, rfm: pd.DataFrame, report: CleaningReport
+    transactions: pd.DataFrame,
+    rfm: pd.DataFrame,
+    report: CleaningReport,
+    transform: DictConfig,
+    seed: int,
 ) -> dict[str, Figure]:
+    """Plots of the data itself, drawn once per data set (a sweep's trials share them). The
+    features' transform depends on `features.*` only, so its before/after view belongs here."""
+    transformed = pd.DataFrame(
+        make_transformer(transform, seed=seed).fit_transform(rfm),
+        index=rfm.index,
+        columns=rfm.columns,
+    )
     return {
+        "eda_rfm_distributions": plots.rfm_distributions(rfm, transformed),
         "eda_monthly_revenue": plots.monthly_revenue(transactions),
         "eda_order_value": plots.order_value_distribution(transactions),
         "eda_orders_per_customer": plots.orders_per_customer(rfm),
@@ -464,5 +478,4 @@ def _segment_figures(
         "feature_importance": plots.feature_importance_plot(
             list(rfm.columns), fitted.importances, "Permutation importance (drop in F1 macro)"
         ),
-        "rfm_distributions": plots.rfm_distributions(rfm, transformed),
     }
