@@ -127,7 +127,10 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
     if transactions.empty:
         raise UserError(f"{source}: no rows left after cleaning; see the cleaning report above")
     future = cutoff = None
-    calibration, snapshot = transactions, _snapshot(cfg.features.snapshot_date)
+    calibration, snapshot = (
+        transactions,
+        cfg.features.snapshot_date or None,
+    )  # compute_rfm checks it
     holdout_days = int(cfg.validation.holdout_days)
     if holdout_days > 0:
         split = split_at_cutoff(transactions, holdout_days)
@@ -176,15 +179,6 @@ def _example_lines(raw: pd.DataFrame, clean: pd.DataFrame, customers: int = 3) -
     chosen = clean["customer_id"].drop_duplicates().head(customers)
     rows = clean.index[clean["customer_id"].isin(chosen)]
     return raw.iloc[rows].reset_index(drop=True)
-
-
-def _snapshot(value: Any) -> pd.Timestamp | None:
-    if value in (None, ""):
-        return None
-    try:
-        return pd.Timestamp(str(value))
-    except ValueError as err:
-        raise UserError(f"features.snapshot_date={value}: not a date") from err
 
 
 def _exploratory_figures(

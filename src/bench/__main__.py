@@ -217,20 +217,8 @@ def _add_load(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_load(args: argparse.Namespace) -> int:
-    from src.data.load import read_export, to_canonical
+    from src.data.load import DEFAULT_COLUMNS, read_export, to_canonical
 
-    columns = {
-        "customer_id": "CustomerID",
-        "date": "date",
-        "amount": "sum",
-        "order_id": "order_id",
-        "sale_id": "sale_id",
-        "quantity": "quantity",
-        "product_id": "StockCode",
-        "site_id": "site_id",
-        "address": "address",
-        "price": None,
-    }
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         path = Path(tmp) / "export.json"
         start = time.perf_counter()
@@ -244,7 +232,9 @@ def _run_load(args: argparse.Namespace) -> int:
         raw = read_export(path)
         read_s = time.perf_counter() - start
         start = time.perf_counter()
-        table = to_canonical(raw, columns, source=str(path), max_bad_share=0.05, dayfirst=True)
+        table = to_canonical(
+            raw, DEFAULT_COLUMNS, source=str(path), max_bad_share=0.05, dayfirst=True
+        )
         canon_s = time.perf_counter() - start
     total = read_s + canon_s
     bad = int(table["date"].isna().sum() + table["amount"].isna().sum())

@@ -19,7 +19,7 @@ import pytest
 
 from src.data import synthetic
 from src.data.clean import clean_transactions
-from src.data.load import read_export, to_canonical
+from src.data.load import DEFAULT_COLUMNS, read_export, to_canonical
 from src.data.synthetic import (
     GENERATOR_VERSION,
     GROUPS,
@@ -42,18 +42,7 @@ SHARES = {
     "one_off_lost": 0.22,
     "wholesale": 0.03,
 }
-COLUMNS = {
-    "customer_id": "CustomerID",
-    "date": "date",
-    "amount": "sum",
-    "order_id": "order_id",
-    "sale_id": "sale_id",
-    "quantity": "quantity",
-    "product_id": "StockCode",
-    "site_id": "site_id",
-    "address": "address",
-    "price": None,
-}
+COLUMNS = DEFAULT_COLUMNS  # the 1C names the generator writes
 TEST_ID = re.compile(r"(?i)^\s*(test|тест)")
 END = pd.Timestamp(HISTORY_END) + pd.Timedelta(days=1)  # snapshot: midnight after the last day
 
