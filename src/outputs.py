@@ -17,9 +17,10 @@ PLOT_DPI = 110
 
 
 def write_run_outputs(
-    out_dir: Path, data: PreparedData, result: RunResult, config_yaml: str
+    out_dir: Path, data: PreparedData, result: RunResult, config_yaml: str, with_plots: bool = True
 ) -> Path:
-    """Write segments.csv, profile.csv, cleaning_report.json, config.yaml and plots/*.png.
+    """Write segments.csv, profile.csv, cleaning_report.json, config.yaml and plots/*.png (the
+    run's own plots only `with_plots`: drawing them is the costly part).
 
     Files go to a temporary sibling directory first and are moved into place only when every one
     of them was written, so a failure never leaves half the outputs behind.
@@ -36,7 +37,8 @@ def write_run_outputs(
         (staging / "config.yaml").write_text(config_yaml, encoding="utf-8")
         plots_dir = staging / "plots"
         plots_dir.mkdir()
-        for name, figure in (data.figures | result.figures).items():
+        figures = data.figures | (result.figures() if with_plots else {})
+        for name, figure in figures.items():
             figure.savefig(plots_dir / f"{name}.png", dpi=PLOT_DPI, bbox_inches="tight")
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from sklearn.decomposition import PCA
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
+from threadpoolctl import threadpool_limits
 
 from src.data.clean import CleaningReport, clean_transactions, freeze_thresholds
 from src.data.load import read_export, to_canonical
@@ -82,9 +85,20 @@ class RunResult:
     segments: pd.DataFrame  # customer_id, segment_id, segment_name, assigned_by, is_noise
     profile: pd.DataFrame
     metrics: dict[str, float]
-    figures: dict[str, Figure]
     segmenter: Segmenter
     notes: list[str]
+    draw: Callable[[], dict[str, Figure]] = field(repr=False)
+    _figures: dict[str, Figure] | None = field(default=None, init=False, repr=False)
+
+    def figures(self) -> dict[str, Figure]:
+        """The run's plots, drawn on the first call and timed as `time/plots_s`. Drawing costs
+        more than the rest of a small run, so a sweep trial that keeps no plots never draws them."""
+        if self._figures is None:
+            watch = Stopwatch()
+            with watch.stage("plots"):
+                self._figures = self.draw()
+            self.metrics |= watch.as_metrics()
+        return self._figures
 
 
 def resolve_export(data_cfg: DictConfig) -> Path:
@@ -205,10 +219,27 @@ def _exploratory_figures(
     }
 
 
-def run_pipeline(cfg: DictConfig, data: PreparedData, with_figures: bool = True) -> RunResult:
-    """Segment the customers of `data` with the reducer, clusterer and classifier of `cfg`.
+def cpu_threads(setting: Any) -> int:
+    """The `threads` setting as a count: null = every core this process may run on."""
+    if setting is None:
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    if int(setting) < 1:
+        raise UserError(f"threads={setting}: must be at least 1, or null for every core")
+    return int(setting)
 
-    `with_figures=False` skips drawing the plots (sweep trials that do not keep them)."""
+
+def run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
+    """Segment the customers of `data` with the reducer, clusterer and classifier of `cfg`, with
+    at most `cfg.threads` OpenMP/BLAS threads (t-SNE's gradient and KMeans use them)."""
+    with threadpool_limits(limits=cpu_threads(cfg.threads)):
+        return _run_pipeline(cfg, data)
+
+
+def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
     watch = Stopwatch()
     notes: list[str] = []
     seed = int(cfg.seed)
@@ -279,14 +310,11 @@ def run_pipeline(cfg: DictConfig, data: PreparedData, with_figures: bool = True)
     if data.truth is not None:
         validation |= truth_scores(segments, data.truth)
 
-    figures: dict[str, Figure] = {}
-    if with_figures:
-        with watch.stage("plots"):
-            figures = _segment_figures(
-                X, X_fit, embedding, labels_fit, labels, profile, fitted, rfm
-            )
-            if baseline is not None:
-                figures |= _holdout_figures(data.future.loc[rfm.index], labels, baseline, names)
+    def draw() -> dict[str, Figure]:
+        figures = _segment_figures(X, X_fit, embedding, labels_fit, labels, profile, fitted, rfm)
+        if baseline is not None:
+            figures |= _holdout_figures(data.future.loc[rfm.index], labels, baseline, names)
+        return figures
 
     metrics = (
         scores.as_metrics()
@@ -306,7 +334,7 @@ def run_pipeline(cfg: DictConfig, data: PreparedData, with_figures: bool = True)
         classifier=fitted.model,
         segment_names=dict(names),
     )
-    return RunResult(segments, profile, metrics, figures, segmenter, notes)
+    return RunResult(segments, profile, metrics, segmenter, notes, draw)
 
 
 def _stability(
@@ -407,10 +435,19 @@ def _order_by_value(labels: np.ndarray, monetary: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class FittedClassifier:
     model: Any  # refitted on every labelled customer: the deployable one
+    probe: Any  # fitted on the training part only: scored, and probed for feature importances
     scores: dict[str, float]
+    X_test: np.ndarray
     y_test: np.ndarray
     y_pred: np.ndarray
-    importances: np.ndarray
+    seed: int
+
+    def importances(self) -> np.ndarray:
+        """Permutation importance of each feature on the hold-out (drop in F1 macro)."""
+        return permutation_importance(
+            self.probe, self.X_test, self.y_test, scoring="f1_macro", n_repeats=3,
+            random_state=self.seed,
+        ).importances_mean  # fmt: skip
 
 
 def _train_classifier(
@@ -430,16 +467,14 @@ def _train_classifier(
     probe = build_estimator("classifier", spec)
     _fit(probe, "classifier", lambda est: est.fit(X_train, y_train))
     y_pred = probe.predict(X_test).astype(int)
-    importance = permutation_importance(
-        probe, X_test, y_test, scoring="f1_macro", n_repeats=3, random_state=seed
-    )
-    model = clone(probe).fit(X, y)
     return FittedClassifier(
-        model=model,
+        model=clone(probe).fit(X, y),
+        probe=probe,
         scores=classifier_scores(y_test, y_pred),
+        X_test=X_test,
         y_test=y_test,
         y_pred=y_pred,
-        importances=importance.importances_mean,
+        seed=seed,
     )
 
 
@@ -470,6 +505,6 @@ def _segment_figures(
             fitted.y_test, fitted.y_pred, ordered_names
         ),
         "feature_importance": plots.feature_importance_plot(
-            list(rfm.columns), fitted.importances, "Permutation importance (drop in F1 macro)"
+            list(rfm.columns), fitted.importances(), "Permutation importance (drop in F1 macro)"
         ),
     }

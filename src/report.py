@@ -60,6 +60,6 @@ def print_summary(
     print()
     print(f"outputs: {out_dir}")
     if tracking is not None:
-        settings, info = tracking
-        print(f"MLflow run {info.run_id} in experiment '{settings.experiment}'")
+        settings, run_id = tracking
+        print(f"MLflow run {run_id} in experiment '{settings.experiment}'")
         print(f"open the MLflow UI: mlflow ui --backend-store-uri {settings.uri}")

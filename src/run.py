@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,23 +29,24 @@ def execute(cfg: DictConfig, picked: Mapping[str, str], out_dir: Path) -> RunRes
         print_summary(data, result, out_dir, tracking=None)
         return result
 
-    import mlflow
+    from src.tracking.companion import companion_run
+    from src.tracking.runs import run_record
 
-    from src.tracking import runs
-
-    runs.configure(cfg.tracking)
-    with runs.tracked_run(picked, run_kind="single") as run:
+    # MLflow is imported and its store opened by a companion process while the pipeline runs.
+    with companion_run(cfg.tracking, picked) as run:
         data = prepare_data(cfg)
-        mlflow.set_tag("data_digest", data.digest)
+        run.tag({"data_digest": data.digest})
         result = run_pipeline(cfg, data)
+        run.check()  # the run exists before any output is written
+        record = run_record(cfg, data, result, out_dir=None)
+        run.log(record)  # params, dataset and model are logged while the plots are drawn
         write_run_outputs(out_dir, data, result, config_yaml)
-        start = time.perf_counter()
-        model_uri = runs.log_result(cfg, data, result, out_dir)
-        if cfg.tracking.register:
-            version = mlflow.register_model(model_uri, str(cfg.tracking.model_name))
-            log.info("registered %s version %s", version.name, version.version)
-        mlflow.log_metric("time/tracking_s", round(time.perf_counter() - start, 4))
-    print_summary(data, result, out_dir, tracking=(cfg.tracking, run.info))
+        drawn = {k: v for k, v in result.metrics.items() if k not in record.metrics}
+        register_as = str(cfg.tracking.model_name) if cfg.tracking.register else None
+        logged = run.finish(str(out_dir), drawn, register_as)
+    if logged.version:
+        log.info("registered %s version %s", register_as, logged.version)
+    print_summary(data, result, out_dir, tracking=(cfg.tracking, logged.run_id))
     return result
 
 

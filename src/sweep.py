@@ -18,7 +18,8 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from src.cli import exit_on_user_error
 from src.errors import UserError
 from src.evaluation import plots
 from src.models.factory import GROUPS
-from src.pipeline import prepare_data
+from src.pipeline import cpu_threads, prepare_data
 from src.tuning.objective import objective_metrics
 from src.tuning.space import allowed_options
 from src.tuning.study import (
@@ -54,6 +55,7 @@ from src.tuning.trial import TrialSetup, run_trial
 
 log = logging.getLogger(__name__)
 WORKER_GRACE_SECONDS = 10
+TRIAL_PLOTS = ("best", "all", "none")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
@@ -107,24 +109,57 @@ def run_worker(args: WorkerArgs) -> None:
             raise  # the only worker: the command reports the interruption
 
 
-def _run_workers(args: WorkerArgs, n_jobs: int) -> None:
-    if n_jobs == 1:
-        run_worker(args)
+def _worker_main(orders: Connection, warm_tracking: bool) -> None:
+    """A spawned worker: import what trials need while the parent prepares the data and opens
+    its run (seconds of start-up off the sweep's serial part), then run the loop it is sent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until it has a loop to stop; the parent waits
+    if warm_tracking:
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+        import src.tracking.runs  # noqa: F401
+    try:
+        args = orders.recv()
+    except EOFError:  # the parent died before the trials started
         return
+    if args is not None:  # None: the sweep stopped before its trials
+        run_worker(args)
+
+
+@contextmanager
+def _started_workers(count: int, warm_tracking: bool) -> Iterator[list[tuple[Any, Connection]]]:
+    """`count` spawned worker processes waiting for their loop (the sweep's own process is one
+    more worker). Workers that never got a loop are released on the way out."""
     context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(
-            target=run_worker,
-            args=(dataclasses.replace(args, seed=sampler_seed(args.seed, 0, worker=i)),),
-            name=f"sweep-worker-{i}",
+    workers = []
+    for i in range(1, count + 1):
+        orders, theirs = context.Pipe()
+        process = context.Process(
+            target=_worker_main, args=(theirs, warm_tracking), name=f"sweep-worker-{i}"
         )
-        for i in range(n_jobs)
-    ]
-    for worker in workers:
-        worker.start()
-    # `kill <sweep pid>` must stop the workers too, as Ctrl-C (sent to the whole group) does.
+        process.start()
+        theirs.close()
+        workers.append((process, orders))
+    try:
+        yield workers
+    finally:
+        for process, orders in workers:
+            if process.is_alive():
+                with suppress(OSError):  # it already has its loop, or is gone
+                    orders.send(None)
+            process.join()
+
+
+def _run_workers(args: WorkerArgs, workers: list[tuple[Any, Connection]]) -> None:
+    """Worker 0 is this process (warm: no start-up); the spawned workers are 1, 2, ..."""
+    for i, (_, orders) in enumerate(workers, start=1):
+        orders.send(dataclasses.replace(args, seed=sampler_seed(args.seed, 0, worker=i)))
+        orders.close()
+    workers = [process for process, _ in workers]
+    # `kill <sweep pid>` must stop the sweep as Ctrl-C (sent to the whole group) does: each
+    # worker fails its running trial as interrupted.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        run_worker(args)
         for worker in workers:
             worker.join()
     except KeyboardInterrupt:
@@ -169,66 +204,81 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
     budget, n_jobs = int(sweep.n_trials), int(sweep.n_jobs)
     if budget < 1 or n_jobs < 1:
         raise UserError(f"sweep.n_trials={budget}, sweep.n_jobs={n_jobs}: both must be at least 1")
+    if str(sweep.trial_plots) not in TRIAL_PLOTS:
+        raise UserError(
+            f"sweep.trial_plots={sweep.trial_plots}: choose one of {', '.join(TRIAL_PLOTS)}"
+        )
+    trial_overrides = list(base_overrides)
+    if cfg.threads is None:  # the workers on this machine share its cores
+        trial_overrides.append(f"threads={max(1, cpu_threads(None) // n_jobs)}")
 
     quiet_optuna()
-    data = prepare_data(cfg)
-    url = storage_url(sweep.storage)
-    name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest))
-    storage = open_storage(url, int(sweep.heartbeat_seconds))
-    study = open_study(storage, name, objectives, int(cfg.seed))
-    done = len(study.get_trials(deepcopy=False))
-    print(
-        f"study '{name}' in {url}: {done} trial(s) so far, budget {budget}; "
-        f"{min(n_jobs, max(budget - done, 0))} worker(s) on this machine",
-        flush=True,
-    )
-
-    with _parent_run(cfg, allowed, name) as parent:
-        if parent is not None:
-            _log_parent_start(cfg, data, parent)
-        setup = TrialSetup(
-            conf_dir=CONF_DIR,
-            base_overrides=tuple(base_overrides),
-            allowed=allowed,
-            search=search,
-            objectives=tuple(objectives),
-            constraints=dict(OmegaConf.to_container(sweep.constraints)),
-            tracking=(
-                {"uri": str(cfg.tracking.uri), "experiment": str(cfg.tracking.experiment)}
-                if parent is not None
-                else None
-            ),
-            parent_run_id=parent.info.run_id if parent is not None else None,
-            trial_plots=bool(sweep.trial_plots),
-            data=dataclasses.replace(data, figures={}),
-        )
-        args = WorkerArgs(
-            setup,
-            url,
-            name,
-            budget,
-            int(sweep.heartbeat_seconds),
-            # A resumed study or another worker must not replay the same random start-up trials.
-            sampler_seed(int(cfg.seed), done),
-            time.time(),
-        )
-        _run_workers(args, n_jobs)
+    # Workers start now: their imports overlap with loading the data and opening the run.
+    with _started_workers(n_jobs - 1, bool(cfg.tracking.enabled)) as workers:
+        data = prepare_data(cfg)
+        url = storage_url(sweep.storage)
+        name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest))
+        storage = open_storage(url, int(sweep.heartbeat_seconds))
         study = open_study(storage, name, objectives, int(cfg.seed))
-        result = outcome(study)
-        board = leaderboard(study, objectives)
-        _print_summary(result, board)
-        if parent is not None:
-            _log_parent_end(study, board, objectives)
-        if result.usable == 0:
-            reasons = "\n".join(f"  {n} x {reason}" for reason, n in result.failures.items())
-            raise UserError(
-                f"no feasible trial among {result.completed + result.failed} in study '{name}' "
-                f"({result.infeasible} infeasible, {result.failed} failed)"
-                + (f"; failures:\n{reasons}" if reasons else "")
+        done = len(study.get_trials(deepcopy=False))
+        print(
+            f"study '{name}' in {url}: {done} trial(s) so far, budget {budget}; "
+            f"{min(n_jobs, max(budget - done, 0))} worker(s) on this machine",
+            flush=True,
+        )
+
+        with _parent_run(cfg, allowed, name) as parent:
+            if parent is not None:
+                _log_parent_start(cfg, data, parent)
+            setup = TrialSetup(
+                conf_dir=CONF_DIR,
+                base_overrides=tuple(trial_overrides),
+                allowed=allowed,
+                search=search,
+                objectives=tuple(objectives),
+                constraints=dict(OmegaConf.to_container(sweep.constraints)),
+                tracking=(
+                    {"uri": str(cfg.tracking.uri), "experiment": str(cfg.tracking.experiment)}
+                    if parent is not None
+                    else None
+                ),
+                parent_run_id=parent.info.run_id if parent is not None else None,
+                trial_plots=str(sweep.trial_plots),
+                data=dataclasses.replace(data, figures={}),
             )
-    if parent is not None and sweep.register:
-        _register_best(cfg, study, objectives)
-    return study
+            args = WorkerArgs(
+                setup,
+                url,
+                name,
+                budget,
+                int(sweep.heartbeat_seconds),
+                # A resumed study or another worker must not replay the same random start-up trials.
+                sampler_seed(int(cfg.seed), done),
+                time.time(),
+            )
+            _run_workers(args, workers)
+            study = open_study(storage, name, objectives, int(cfg.seed))
+            _report(study, objectives, tracked=parent is not None)
+        if parent is not None and sweep.register:
+            _register_best(cfg, study, objectives)
+        return study
+
+
+def _report(study: optuna.Study, objectives: Sequence[str], tracked: bool) -> None:
+    """Print the summary and leaderboard (and log them to the parent run); fail without a
+    feasible trial."""
+    result = outcome(study)
+    board = leaderboard(study, objectives)
+    _print_summary(result, board)
+    if tracked:
+        _log_parent_end(study, board, objectives)
+    if result.usable == 0:
+        reasons = "\n".join(f"  {n} x {reason}" for reason, n in result.failures.items())
+        raise UserError(
+            f"no feasible trial among {result.completed + result.failed} in study "
+            f"'{study.study_name}' ({result.infeasible} infeasible, {result.failed} failed)"
+            + (f"; failures:\n{reasons}" if reasons else "")
+        )
 
 
 def _log_parent_start(cfg: DictConfig, data: Any, parent: Any) -> None:

@@ -94,7 +94,7 @@ def train_and_register(tmp: Path, make_cfg, seed: int = 3) -> tuple[str, Path]:
     export = write_json(tmp / "export.json", store_records(seed=seed)[0])
     cfg = make_cfg(f"data.path={export}", f"tracking.uri={uri}")
     data = prepare_data(cfg, with_figures=False)
-    result = run_pipeline(cfg, data, with_figures=False)
+    result = run_pipeline(cfg, data)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)  # MLflow's default artifact root is ./mlruns
         mp.setenv("MLFLOW_EXPERIMENT_ID", "")  # set_experiment exports it; undone on exit

@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from src.errors import UserError
-from src.pipeline import prepare_data, run_pipeline
+from src.pipeline import cpu_threads, prepare_data, run_pipeline
 from tests.conftest import store_records
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -55,7 +55,7 @@ def test_combination_runs(data, make_cfg, store_path, reducer, clusterer, classi
         *TINY.get(reducer, []),
         *TINY.get(clusterer, []),
     )
-    result = run_pipeline(cfg, data, with_figures=False)
+    result = run_pipeline(cfg, data)
     segments = result.segments
     assert segments["customer_id"].is_unique and len(segments) == len(data.rfm)
     assert set(segments["segment_id"]) == set(result.profile["segment_id"])
@@ -77,7 +77,7 @@ def test_combination_runs(data, make_cfg, store_path, reducer, clusterer, classi
 
 def test_planted_groups_are_found(data, make_cfg, store_path):
     cfg = make_cfg(f"data.path={store_path}", "tracking=none", "clusterer.n_clusters=4")
-    result = run_pipeline(cfg, data, with_figures=False)
+    result = run_pipeline(cfg, data)
     _, truth = store_records()
     found = result.segments.set_index("customer_id")["segment_id"]
     planted = pd.Series(truth).loc[found.index]
@@ -92,7 +92,7 @@ def test_transductive_methods_fit_on_a_sample_and_the_classifier_labels_the_rest
     cfg = make_cfg(
         f"data.path={store_path}", "tracking=none", "clusterer=agglomerative", "fit_sample_size=120"
     )
-    result = run_pipeline(cfg, data, with_figures=False)
+    result = run_pipeline(cfg, data)
     assigned = result.segments["assigned_by"].value_counts()
     assert assigned["clusterer"] == 120
     assert assigned["classifier"] == len(data.rfm) - 120
@@ -107,7 +107,7 @@ def test_noise_customers_are_flagged_and_assigned_a_segment(data, make_cfg, stor
         "clusterer.eps=0.35",
         "clusterer.min_samples=15",
     )
-    result = run_pipeline(cfg, data, with_figures=False)
+    result = run_pipeline(cfg, data)
     noise = result.segments["is_noise"]
     assert 0 < noise.mean() == pytest.approx(result.metrics["cluster/noise_fraction"])
     assert (result.segments.loc[noise, "segment_id"] >= 0).all()
@@ -119,4 +119,21 @@ def test_degenerate_clustering_is_a_clear_error(data, make_cfg, store_path):
         f"data.path={store_path}", "tracking=none", "clusterer=dbscan", "clusterer.eps=50"
     )
     with pytest.raises(UserError, match="degenerate"):
-        run_pipeline(cfg, data, with_figures=False)
+        run_pipeline(cfg, data)
+
+
+def test_plots_are_drawn_once_on_demand_and_timed(data, make_cfg, store_path):
+    result = run_pipeline(make_cfg(f"data.path={store_path}", "tracking=none"), data)
+    assert "time/plots_s" not in result.metrics  # nothing drawn until asked
+    figures = result.figures()
+    assert {"snake_plot", "embedding", "silhouette", "feature_importance"} <= set(figures)
+    assert result.metrics["time/plots_s"] > 0
+    assert result.figures() is figures
+
+
+def test_threads_setting(data, make_cfg, store_path):
+    assert cpu_threads(None) >= 1
+    assert cpu_threads(3) == 3
+    cfg = make_cfg(f"data.path={store_path}", "tracking=none", "threads=0")
+    with pytest.raises(UserError, match="threads=0: must be at least 1"):
+        run_pipeline(cfg, data)

@@ -21,10 +21,13 @@ SMALL = ("sweep.reducers=[none,pca]", "sweep.clusterers=[kmeans,gmm]", "sweep.cl
 
 
 def sweep_cmd(cwd: Path, store_path: Path, *args: str) -> list[str]:
+    plots = (
+        [] if any(a.startswith("sweep.trial_plots=") for a in args) else ["sweep.trial_plots=none"]
+    )
     return [
         sys.executable, "-m", "src.sweep", f"hydra.run.dir={cwd}/out", f"data.path={store_path}",
         f"sweep.storage=sqlite:///{cwd}/study.db", "sweep.study_name=test",
-        "sweep.trial_plots=false", *SMALL, *args,
+        *plots, *SMALL, *args,
     ]  # fmt: skip
 
 
@@ -58,7 +61,7 @@ def versions(cwd: Path) -> list:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, store_path):
     cwd = tmp_path_factory.mktemp("sweep")
-    done = run_sweep(cwd, store_path, "sweep.n_trials=4")
+    done = run_sweep(cwd, store_path, "sweep.n_trials=4", "sweep.trial_plots=best")
     assert done.returncode == 0, done.stderr[-3000:]
     return cwd, done
 
@@ -88,6 +91,30 @@ def test_trials_are_nested_under_one_sweep_run(swept):
     assert "best/cluster/silhouette" in parent.data.metrics
     assert "4 trial(s) completed" in done.stdout
     assert done.stdout.count("trial ") >= 4 and "s left" in done.stdout
+
+
+def test_plots_and_model_only_for_trials_that_were_the_best_when_they_finished(swept):
+    cwd, _ = swept
+    mlflow_client = client(cwd)
+    trials = sorted(study(cwd).trials, key=lambda t: t.number)
+    best_so_far, contenders = float("-inf"), []
+    for t in trials:
+        feasible = all(v <= 0 for v in t.constraints.values())
+        contenders.append(feasible and t.value > best_so_far)  # one worker: in number order
+        if feasible:
+            best_so_far = max(best_so_far, t.value)
+    assert contenders[0] and not all(contenders)  # both kinds are checked below
+    for t, contender in zip(trials, contenders, strict=True):
+        run_id = t.user_attrs["mlflow_run_id"]
+        plots = mlflow_client.list_artifacts(run_id, "plots")
+        assert bool(plots) == contender, (t.number, plots)
+        assert ("model_uri" in t.user_attrs) == contender
+        artifacts = {a.path for a in mlflow_client.list_artifacts(run_id)}
+        assert {"segments.csv", "profile.csv", "config.yaml"} <= artifacts
+        if contender:
+            names = {Path(a.path).name for a in plots}
+            assert {"snake_plot.png", "embedding.png", "confusion_matrix.png"} <= names
+            assert mlflow_client.get_run(run_id).data.metrics["time/plots_s"] > 0
 
 
 def test_best_feasible_model_is_registered_as_candidate(swept):
@@ -199,3 +226,34 @@ def test_failing_trials_are_recorded_with_their_reason_and_grouped(tmp_path, sto
     assert {r.info.status for r in runs} == {"FAILED"}
     assert all("degenerate" in r.data.tags["error"] for r in runs)
     assert versions(tmp_path) == []
+
+
+def test_unknown_trial_plots_setting_is_a_clear_error(tmp_path, store_path):
+    done = run_sweep(tmp_path, store_path, "sweep.trial_plots=some")
+    assert done.returncode == 2
+    assert "sweep.trial_plots=some: choose one of best, all, none" in done.stderr
+
+
+def test_parallel_sweep_stopped_with_kill_then_resumed(tmp_path, store_path):
+    """n_jobs=2: this process and a spawned worker share the study; `kill` stops both, failing
+    their running trials instead of leaving them running; a rerun finishes the budget."""
+    process = subprocess.Popen(
+        sweep_cmd(tmp_path, store_path, "sweep.n_trials=40", "sweep.n_jobs=2"), cwd=tmp_path,
+        env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    finished = 0
+    for line in process.stdout:
+        finished += line.startswith("trial ")
+        if finished == 3:
+            break
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    stopped = study(tmp_path).trials
+    assert 3 <= len(stopped) < 40
+    assert TrialState.RUNNING not in {t.state for t in stopped}
+    done = run_sweep(tmp_path, store_path, f"sweep.n_trials={len(stopped) + 4}", "sweep.n_jobs=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = study(tmp_path).trials
+    assert [t.number for t in trials] == list(range(len(stopped) + 4))
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    assert len(versions(tmp_path)) == 1

@@ -28,7 +28,7 @@ def _train_pyfunc(workdir: Path) -> object:
     with initialize_config_dir(config_dir=str(SRC_DIR.parent / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"data.path={train_path}", "tracking=none"])
     data = prepare_data(cfg, with_figures=False)
-    result = run_pipeline(cfg, data, with_figures=False)
+    result = run_pipeline(cfg, data)
     model_dir = workdir / "model"
     mlflow.pyfunc.save_model(
         str(model_dir),

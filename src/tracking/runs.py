@@ -9,10 +9,12 @@ import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.locking import machine_lock
 from src.models.factory import GROUPS
+from src.models.segmenter import Segmenter
 from src.pipeline import PreparedData, RunResult
 from src.tracking.pyfunc import log_segmenter
 
@@ -118,7 +121,65 @@ def tracked_run(
 SCHEMA_SAMPLE_ROWS = 1000
 
 
-def log_dataset(data: PreparedData) -> None:
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run logs, gathered where the pipeline ran: plain data, small enough to send to the
+    process that talks to MLflow (only a sample of the transactions travels)."""
+
+    params: dict[str, str]
+    metrics: dict[str, float]
+    source: str
+    digest: str
+    transactions_sample: pd.DataFrame  # for the dataset's schema
+    transactions_shape: tuple[int, int]
+    out_dir: str | None  # outputs written by write_run_outputs; None: logged later (log_outputs)
+    segmenter: Segmenter | None  # None: no model
+    example: pd.DataFrame  # the model's input example
+
+
+def run_record(
+    cfg: DictConfig,
+    data: PreparedData,
+    result: RunResult,
+    out_dir: Path | None,
+    with_model: bool = True,
+) -> RunRecord:
+    """The record of a finished pipeline run. Sweep settings and search spaces are not run params."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = {k: v for k, v in resolved.items() if k not in ("sweep", "search")}
+    return RunRecord(
+        params=flatten(resolved),
+        metrics=data.metrics() | result.metrics,
+        source=str(data.source),
+        digest=data.digest,
+        transactions_sample=data.transactions.head(SCHEMA_SAMPLE_ROWS),
+        transactions_shape=data.transactions.shape,
+        out_dir=str(out_dir) if out_dir is not None else None,
+        segmenter=result.segmenter if with_model else None,
+        example=data.example,
+    )
+
+
+def log_record(record: RunRecord) -> str | None:
+    """Log params, dataset, metrics, artifacts and the model (if any) to the active run; returns
+    the model URI."""
+    mlflow.log_params(record.params)
+    log_dataset(record)
+    mlflow.log_metrics(record.metrics)
+    if record.out_dir is not None:
+        log_outputs(record.out_dir, {})
+    if record.segmenter is None:
+        return None
+    return log_segmenter(record.segmenter, record.example)
+
+
+def log_outputs(out_dir: str, metrics: Mapping[str, float]) -> None:
+    """Log a run's written outputs as artifacts, with the metrics measured while writing them."""
+    mlflow.log_metrics(dict(metrics))
+    mlflow.log_artifacts(out_dir)
+
+
+def log_dataset(record: RunRecord) -> None:
     """Log the clean transactions as the run's training dataset, with the export's digest.
 
     MLflow infers a dataset's schema value by value (5 s for 57k lines); the schema of a
@@ -130,12 +191,12 @@ def log_dataset(data: PreparedData) -> None:
         # ambiguous between the two identical classes; nothing for a user to act on.
         warnings.filterwarnings("ignore", message="The specified dataset source")
         sample = mlflow.data.from_pandas(
-            data.transactions.head(SCHEMA_SAMPLE_ROWS),
-            source=str(data.source),
-            name=data.source.name,
-            digest=data.digest,
+            record.transactions_sample,
+            source=record.source,
+            name=Path(record.source).name,
+            digest=record.digest,
         )._to_mlflow_entity()
-    rows, columns = data.transactions.shape
+    rows, columns = record.transactions_shape
     dataset = Dataset(
         name=sample.name,
         digest=sample.digest,
@@ -146,17 +207,3 @@ def log_dataset(data: PreparedData) -> None:
     )
     context = InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")
     MlflowClient().log_inputs(mlflow.active_run().info.run_id, [DatasetInput(dataset, [context])])
-
-
-def log_result(
-    cfg: DictConfig, data: PreparedData, result: RunResult, out_dir: Path, with_model: bool = True
-) -> str | None:
-    """Log params, dataset, metrics, artifacts and (unless `with_model` is false) the model to
-    the active run; returns the model URI. Sweep settings and search spaces are not run params."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved = {k: v for k, v in resolved.items() if k not in ("sweep", "search")}
-    mlflow.log_params(flatten(resolved))
-    log_dataset(data)
-    mlflow.log_metrics(data.metrics() | result.metrics)
-    mlflow.log_artifacts(str(out_dir))
-    return log_segmenter(result.segmenter, data.example) if with_model else None

@@ -3,7 +3,7 @@
 A trial first picks one option per group among those the sweep allows, then samples only that
 option's parameters (conditional sampling). Parameter names carry the option
 (`clusterer.gmm.n_components`) so Optuna never mixes two estimators' parameters; the returned
-overrides use the run config's keys (`clusterer.n_components=5`).
+values use the run config's keys (`clusterer.n_components`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ PARAM_TYPES = ("int", "float", "categorical")
 @dataclass(frozen=True)
 class Suggestion:
     picked: dict[str, str]  # group -> option, e.g. {"reducer": "pca", ...}
-    overrides: list[str]  # Hydra overrides for the run config, choices first
-    params: dict[str, Any]  # "clusterer.n_components" -> 5, for display
+    params: dict[str, Any]  # run config key -> sampled value, e.g. "clusterer.n_components" -> 5
 
 
 def allowed_options(sweep: Mapping[str, Any], search: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -49,14 +48,11 @@ def suggest(
     trial: optuna.Trial, allowed: Mapping[str, Sequence[str]], search: Mapping[str, Any]
 ) -> Suggestion:
     picked = {group: trial.suggest_categorical(group, list(allowed[group])) for group in GROUPS}
-    overrides = [f"{group}={option}" for group, option in picked.items()]
     params: dict[str, Any] = {}
     for group, option in picked.items():
         for name, spec in (search[group][option] or {}).items():
-            value = _suggest_one(trial, f"{group}.{option}.{name}", spec)
-            overrides.append(f"{group}.{name}={value}")
-            params[f"{group}.{name}"] = value
-    return Suggestion(picked, overrides, params)
+            params[f"{group}.{name}"] = _suggest_one(trial, f"{group}.{option}.{name}", spec)
+    return Suggestion(picked, params)
 
 
 def _suggest_one(trial: optuna.Trial, name: str, spec: Mapping[str, Any]) -> Any:

@@ -1,6 +1,12 @@
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
 import optuna
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from src.errors import UserError
 from src.tuning.objective import (
@@ -10,9 +16,11 @@ from src.tuning.objective import (
     objective_metrics,
     objective_values,
 )
-from src.tuning.space import allowed_options, suggest
+from src.tuning.space import Suggestion, allowed_options, suggest
 from src.tuning.study import best_feasible, is_feasible, leaderboard, pareto_front
+from src.tuning.trial import TrialSetup, compose_run_config, could_be_best
 
+CONF = Path(__file__).resolve().parents[2] / "conf"
 SEARCH = {
     "reducer": {"none": {}, "pca": {"n_components": {"type": "int", "low": 2, "high": 3}}},
     "clusterer": {
@@ -36,12 +44,10 @@ def test_only_the_chosen_components_parameters_are_sampled():
         clusterer = s.picked["clusterer"]
         sampled = {name.split(".")[1] for name in trial.params if name.count(".") == 2}
         assert sampled <= {s.picked["reducer"], clusterer, "knn"}
-        assert s.overrides[:3] == [
-            f"{g}={s.picked[g]}" for g in ("reducer", "clusterer", "classifier")
-        ]
+        assert {key.split(".")[0] for key in s.params} <= {"reducer", "clusterer", "classifier"}
         if clusterer == "gmm":
-            assert any(o.startswith("clusterer.covariance_type=") for o in s.overrides)
-            assert not any(o.startswith("clusterer.n_clusters=") for o in s.overrides)
+            assert "clusterer.covariance_type" in s.params
+            assert "clusterer.n_clusters" not in s.params
         study.tell(trial, 0.0)
 
 
@@ -119,3 +125,48 @@ def test_minimised_objective_and_pareto_front():
 def test_holdout_objective_without_holdout_says_how_to_turn_it_on():
     with pytest.raises(UserError, match="validation.holdout_days"):
         objective_values({"cluster/silhouette": 0.4}, ["holdout/eta2_spend"])
+
+
+def test_only_a_trial_that_would_rank_first_gets_a_model_and_plots():
+    study = optuna.create_study(direction="maximize")
+    assert could_be_best(study, SimpleNamespace(number=0), [0.1])  # nothing feasible yet
+    study.add_trial(_trial(study, 0, 0.9, feasible=False))
+    study.add_trial(_trial(study, 1, 0.5, feasible=True))
+    study.add_trial(_trial(study, 2, 0.5, feasible=True))
+    assert could_be_best(study, SimpleNamespace(number=3), [0.51])
+    # A tie goes to the lower trial number, as in best_feasible: a later equal trial can never
+    # be registered, an earlier one finishing late (parallel workers) can.
+    assert not could_be_best(study, SimpleNamespace(number=3), [0.5])
+    assert could_be_best(study, SimpleNamespace(number=0), [0.5])
+    assert not could_be_best(study, SimpleNamespace(number=3), [0.4])
+    minimise = optuna.create_study(direction="minimize")
+    minimise.add_trial(_trial(minimise, 0, 0.7, feasible=True))
+    assert could_be_best(minimise, SimpleNamespace(number=1), [0.6])
+    assert not could_be_best(minimise, SimpleNamespace(number=1), [0.8])
+
+
+def _setup(*base: str) -> TrialSetup:
+    fields = dict.fromkeys(f.name for f in dataclasses.fields(TrialSetup))
+    return TrialSetup(**(fields | {"conf_dir": str(CONF), "base_overrides": base}))
+
+
+def test_trial_config_is_what_hydra_composes_from_the_same_overrides():
+    setup = _setup("seed=7")
+    picked = {"reducer": "pca", "clusterer": "gmm", "classifier": "knn"}
+    params = {"clusterer.n_components": 6, "clusterer.covariance_type": "diag"}
+    cfg = compose_run_config(setup, Suggestion(picked, params))
+    overrides = ["seed=7", "reducer=pca", "clusterer=gmm", "classifier=knn",
+                 "clusterer.n_components=6", "clusterer.covariance_type=diag"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        expected = compose(config_name="sweep", overrides=overrides)
+    assert OmegaConf.to_container(cfg) == OmegaConf.to_container(expected)
+    # The next trial of the same combination starts from the composed config, not from this one.
+    other = compose_run_config(setup, Suggestion(picked, {"clusterer.n_components": 3}))
+    assert other.clusterer.n_components == 3 and cfg.clusterer.n_components == 6
+    assert other.clusterer.covariance_type != "diag"  # the option's default, not the last trial's
+
+
+def test_a_sampled_setting_the_option_lacks_is_named():
+    picked = {"reducer": "pca", "clusterer": "kmeans", "classifier": "knn"}
+    with pytest.raises(UserError, match="search space clusterer.kmeans.n_componentz"):
+        compose_run_config(_setup(), Suggestion(picked, {"clusterer.n_componentz": 3}))
