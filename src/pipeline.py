@@ -195,6 +195,13 @@ def _example_lines(raw: pd.DataFrame, clean: pd.DataFrame, customers: int = 3) -
     return raw.iloc[rows].reset_index(drop=True)
 
 
+def exploratory_figures(cfg: DictConfig, data: PreparedData) -> dict[str, Figure]:
+    """The data set's plots, for data prepared without them."""
+    return _exploratory_figures(
+        data.transactions, data.rfm, data.cleaning, cfg.features.transform, int(cfg.seed)
+    )
+
+
 def _exploratory_figures(
     transactions: pd.DataFrame,
     rfm: pd.DataFrame,

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -34,7 +34,7 @@ from src.cli import exit_on_user_error
 from src.errors import UserError
 from src.evaluation import plots
 from src.models.factory import GROUPS
-from src.pipeline import cpu_threads, prepare_data
+from src.pipeline import cpu_threads, exploratory_figures, prepare_data
 from src.tuning.objective import objective_metrics
 from src.tuning.space import allowed_options
 from src.tuning.study import (
@@ -149,8 +149,11 @@ def _started_workers(count: int, warm_tracking: bool) -> Iterator[list[tuple[Any
             process.join()
 
 
-def _run_workers(args: WorkerArgs, workers: list[tuple[Any, Connection]]) -> None:
-    """Worker 0 is this process (warm: no start-up); the spawned workers are 1, 2, ..."""
+def _run_workers(
+    args: WorkerArgs, workers: list[tuple[Any, Connection]], meanwhile: Callable[[], Any]
+) -> None:
+    """Worker 0 is this process (warm: no start-up); the spawned workers are 1, 2, ... and get
+    their loop first, so that `meanwhile` (the parent run's logging) does not hold them up."""
     for i, (_, orders) in enumerate(workers, start=1):
         orders.send(dataclasses.replace(args, seed=sampler_seed(args.seed, 0, worker=i)))
         orders.close()
@@ -159,6 +162,7 @@ def _run_workers(args: WorkerArgs, workers: list[tuple[Any, Connection]]) -> Non
     # worker fails its running trial as interrupted.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        meanwhile()
         run_worker(args)
         for worker in workers:
             worker.join()
@@ -215,7 +219,7 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
     quiet_optuna()
     # Workers start now: their imports overlap with loading the data and opening the run.
     with _started_workers(n_jobs - 1, bool(cfg.tracking.enabled)) as workers:
-        data = prepare_data(cfg)
+        data = prepare_data(cfg, with_figures=False)  # drawn once the workers are busy
         url = storage_url(sweep.storage)
         name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest))
         storage = open_storage(url, int(sweep.heartbeat_seconds))
@@ -228,8 +232,6 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
         )
 
         with _parent_run(cfg, allowed, name) as parent:
-            if parent is not None:
-                _log_parent_start(cfg, data, parent)
             setup = TrialSetup(
                 conf_dir=CONF_DIR,
                 base_overrides=tuple(trial_overrides),
@@ -244,7 +246,7 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
                 ),
                 parent_run_id=parent.info.run_id if parent is not None else None,
                 trial_plots=str(sweep.trial_plots),
-                data=dataclasses.replace(data, figures={}),
+                data=data,
             )
             args = WorkerArgs(
                 setup,
@@ -256,7 +258,8 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
                 sampler_seed(int(cfg.seed), done),
                 time.time(),
             )
-            _run_workers(args, workers)
+            log_start = (lambda: _log_parent_start(cfg, data)) if parent else (lambda: None)
+            _run_workers(args, workers, meanwhile=log_start)
             study = open_study(storage, name, objectives, int(cfg.seed))
             _report(study, objectives, tracked=parent is not None)
         if parent is not None and sweep.register:
@@ -281,7 +284,7 @@ def _report(study: optuna.Study, objectives: Sequence[str], tracked: bool) -> No
         )
 
 
-def _log_parent_start(cfg: DictConfig, data: Any, parent: Any) -> None:
+def _log_parent_start(cfg: DictConfig, data: Any) -> None:
     import mlflow
 
     from src.tracking.runs import flatten
@@ -290,7 +293,7 @@ def _log_parent_start(cfg: DictConfig, data: Any, parent: Any) -> None:
     settings = OmegaConf.to_container(cfg.sweep, resolve=True)
     mlflow.log_params(flatten({"sweep": settings, "data": OmegaConf.to_container(cfg.data)}))
     mlflow.log_metrics(data.metrics())
-    for figure_name, figure in data.figures.items():
+    for figure_name, figure in exploratory_figures(cfg, data).items():
         mlflow.log_figure(figure, f"plots/{figure_name}.png", save_kwargs={"bbox_inches": "tight"})
 
 

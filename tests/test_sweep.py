@@ -87,6 +87,8 @@ def test_trials_are_nested_under_one_sweep_run(swept):
     assert "leaderboard.csv" in artifacts
     plots = {Path(a.path).name for a in mlflow_client.list_artifacts(parent.info.run_id, "plots")}
     assert {"best_by_combination.png", "optimization_history.png"} <= plots
+    assert {"eda_cleaning_waterfall.png", "eda_rfm_distributions.png"} <= plots
+    assert parent.data.tags["data_digest"]
     assert parent.data.metrics["sweep/trials_completed"] == 4
     assert "best/cluster/silhouette" in parent.data.metrics
     assert "4 trial(s) completed" in done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from src.locking import machine_lock
 from src.models.factory import GROUPS
 from src.models.segmenter import Segmenter
 from src.pipeline import PreparedData, RunResult
+from src.sqlite_wal import use_wal
 from src.tracking.pyfunc import log_segmenter
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ def configure(tracking: DictConfig) -> None:
     together on a fresh SQLite store (sweep workers) would otherwise race to create its tables."""
     with machine_lock(f"mlflow|{tracking.uri}"):
         _configure(tracking)
+        use_wal(str(tracking.uri))
 
 
 def _configure(tracking: DictConfig) -> None:
@@ -48,6 +51,7 @@ def _configure(tracking: DictConfig) -> None:
     mlflow.set_experiment(str(tracking.experiment))
 
 
+@functools.cache  # a sweep's trials would otherwise start two git processes each
 def git_sha() -> str:
     try:
         out = subprocess.run(

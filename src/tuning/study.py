@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from src.errors import UserError
 from src.locking import machine_lock
+from src.sqlite_wal import use_wal
 from src.tuning.objective import direction
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,14 @@ def open_storage(url: str, heartbeat_seconds: int) -> RDBStorage:
     try:
         # Two workers starting on a fresh database would both create its tables.
         with machine_lock(f"create|{url}"):
-            return RDBStorage(
+            storage = RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=int(heartbeat_seconds),
                 grace_period=3 * int(heartbeat_seconds),
             )
+            use_wal(url)
+            return storage
     except Exception as err:  # SQLAlchemy raises many kinds; all mean "cannot use this storage"
         raise UserError(f"sweep.storage={url}: cannot open it: {err}") from err
 
