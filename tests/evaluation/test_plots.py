@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.colors import to_rgb
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from sklearn.metrics import silhouette_samples
@@ -92,11 +93,19 @@ def bars(ax) -> list[Rectangle]:
 
 
 def render(fig: Figure) -> bytes:
-    """Draw to PNG, failing on any matplotlib warning (missing glyphs, layout trouble)."""
+    """Draw to PNG, failing on any matplotlib warning (missing glyphs, layout trouble) and on
+    anything drawn outside the canvas (outputs are saved without bbox_inches="tight")."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fig.savefig(buffer, format="png", dpi=30)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        drawn = fig.get_tightbbox(canvas.get_renderer())  # inches
+    width, height = fig.get_size_inches()
+    slack = 0.02
+    assert drawn.x0 >= -slack and drawn.y0 >= -slack, f"cut off at the left/bottom: {drawn}"
+    assert drawn.x1 <= width + slack and drawn.y1 <= height + slack, f"cut off: {drawn}"
     return buffer.getvalue()
 
 
