@@ -184,12 +184,26 @@ def log_outputs(out_dir: str, metrics: Mapping[str, float]) -> None:
 
 
 def log_dataset(record: RunRecord) -> None:
-    """Log the clean transactions as the run's training dataset, with the export's digest.
+    """Log the clean transactions as the run's training dataset, with the export's digest."""
+    dataset = _dataset(record)
+    context = InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")
+    MlflowClient().log_inputs(mlflow.active_run().info.run_id, [DatasetInput(dataset, [context])])
+
+
+_datasets: dict[tuple[str, str, tuple[int, int]], Dataset] = {}
+
+
+def _dataset(record: RunRecord) -> Dataset:
+    """The dataset entity, built once per data set in this process (every trial of a sweep logs
+    the same one; building it costs 45 ms, a sixth of a trial's tracking).
 
     MLflow infers a dataset's schema value by value (5 s for 57k lines); the schema of a
     1,000-line sample is the same, so it is inferred on that and the profile is filled in for the
     whole table.
     """
+    key = (record.source, record.digest, record.transactions_shape)
+    if key in _datasets:
+        return _datasets[key]
     with warnings.catch_warnings():
         # MLflow registers its local-file dataset source twice and warns that the path is
         # ambiguous between the two identical classes; nothing for a user to act on.
@@ -201,7 +215,7 @@ def log_dataset(record: RunRecord) -> None:
             digest=record.digest,
         )._to_mlflow_entity()
     rows, columns = record.transactions_shape
-    dataset = Dataset(
+    _datasets[key] = Dataset(
         name=sample.name,
         digest=sample.digest,
         source_type=sample.source_type,
@@ -209,5 +223,4 @@ def log_dataset(record: RunRecord) -> None:
         schema=sample.schema,
         profile=json.dumps({"num_rows": rows, "num_elements": rows * columns}),
     )
-    context = InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")
-    MlflowClient().log_inputs(mlflow.active_run().info.run_id, [DatasetInput(dataset, [context])])
+    return _datasets[key]
