@@ -11,6 +11,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from matplotlib.figure import Figure  # noqa: E402
+
 from src.pipeline import PreparedData, RunResult  # noqa: E402
 
 PLOT_DPI = 110
@@ -35,13 +37,7 @@ def write_run_outputs(
             json.dumps(data.cleaning.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
         )
         (staging / "config.yaml").write_text(config_yaml, encoding="utf-8")
-        plots_dir = staging / "plots"
-        plots_dir.mkdir()
-        figures = data.figures | (result.figures() if with_plots else {})
-        for name, figure in figures.items():
-            # Our figures use constrained layout, which keeps every label inside the canvas;
-            # bbox_inches="tight" would only re-render each one to measure it (30% of saving).
-            figure.savefig(plots_dir / f"{name}.png", dpi=PLOT_DPI)
+        save_figures(data.figures | (result.figures() if with_plots else {}), staging / "plots")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
@@ -49,3 +45,12 @@ def write_run_outputs(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def save_figures(figures: dict[str, Figure], directory: Path) -> None:
+    """Save each figure as `<name>.png` in `directory` (created)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, figure in figures.items():
+        # Our figures use constrained layout, which keeps every label inside the canvas;
+        # bbox_inches="tight" would only re-render each one to measure it (30% of saving).
+        figure.savefig(directory / f"{name}.png", dpi=PLOT_DPI)

@@ -34,6 +34,7 @@ from src.cli import exit_on_user_error
 from src.errors import UserError
 from src.evaluation import plots
 from src.models.factory import GROUPS
+from src.outputs import save_figures
 from src.pipeline import cpu_threads, exploratory_figures, prepare_data
 from src.tuning.objective import objective_metrics
 from src.tuning.space import allowed_options
@@ -51,7 +52,7 @@ from src.tuning.study import (
     storage_url,
     work,
 )
-from src.tuning.trial import TrialSetup, run_trial
+from src.tuning.trial import BestPlots, TrialSetup, run_trial
 
 log = logging.getLogger(__name__)
 WORKER_GRACE_SECONDS = 10
@@ -91,6 +92,8 @@ def run_worker(args: WorkerArgs) -> None:
     storage = open_storage(args.storage_url, args.heartbeat_seconds)
     study = open_study(storage, args.study_name, args.setup.objectives, args.seed)
 
+    best_plots = BestPlots()
+
     def report(trial: optuna.trial.FrozenTrial) -> None:
         print(progress_line(study, trial, args.budget, args.started), flush=True)
 
@@ -100,10 +103,11 @@ def run_worker(args: WorkerArgs) -> None:
             storage,
             args.storage_url,
             args.budget,
-            lambda s, t: run_trial(args.setup, s, t),
+            lambda s, t: run_trial(args.setup, s, t, best_plots),
             args.heartbeat_seconds,
             on_finish=report,
         )
+        best_plots.log_if_best(study)
     except KeyboardInterrupt:
         if multiprocessing.parent_process() is None:
             raise  # the only worker: the command reports the interruption
@@ -114,15 +118,26 @@ def _worker_main(orders: Connection, warm_tracking: bool) -> None:
     its run (seconds of start-up off the sweep's serial part), then run the loop it is sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until it has a loop to stop; the parent waits
     if warm_tracking:
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-
-        import src.tracking.runs  # noqa: F401
+        _warm_up_tracking()
     try:
         args = orders.recv()
     except EOFError:  # the parent died before the trials started
         return
-    if args is not None:  # None: the sweep stopped before its trials
-        run_worker(args)
+    if args is None:  # the sweep stopped before its trials
+        return
+    run_worker(args)
+
+
+def _warm_up_tracking() -> None:
+    """What a worker's first tracked trial would otherwise pay: MLflow and its SQL store, and
+    the installed-packages map MLflow builds when it first loads a model back to check it (1.2 s;
+    a private, per-process cache, hence looked up defensively)."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    from mlflow.utils import requirements_utils
+
+    import src.tracking.runs  # noqa: F401
+
+    getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
 
 
 @contextmanager
@@ -293,8 +308,9 @@ def _log_parent_start(cfg: DictConfig, data: Any) -> None:
     settings = OmegaConf.to_container(cfg.sweep, resolve=True)
     mlflow.log_params(flatten({"sweep": settings, "data": OmegaConf.to_container(cfg.data)}))
     mlflow.log_metrics(data.metrics())
-    for figure_name, figure in exploratory_figures(cfg, data).items():
-        mlflow.log_figure(figure, f"plots/{figure_name}.png", save_kwargs={"bbox_inches": "tight"})
+    with tempfile.TemporaryDirectory(prefix="sweep-plots-") as tmp:
+        save_figures(exploratory_figures(cfg, data), Path(tmp))
+        mlflow.log_artifacts(tmp, "plots")
 
 
 def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequence[str]) -> None:

@@ -8,6 +8,7 @@ children would share the parent's database connections).
 from __future__ import annotations
 
 import copy
+import logging
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from src.errors import UserError
-from src.outputs import write_run_outputs
+from src.outputs import save_figures, write_run_outputs
 from src.pipeline import PreparedData, RunResult, run_pipeline
 from src.tuning.objective import (
     constraint_checks,
@@ -32,6 +33,8 @@ from src.tuning.objective import (
 )
 from src.tuning.space import Suggestion, suggest
 from src.tuning.study import best_feasible, is_feasible, pareto_front
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class TrialSetup:
     constraints: dict[str, float]
     tracking: dict[str, Any] | None  # uri and experiment; None = tracking off
     parent_run_id: str | None
-    trial_plots: str  # "best", "all" or "none": which trials log their plots
+    trial_plots: str  # "best", "all" or "none": which trials log their plots (BestPlots)
     data: PreparedData  # loaded, cleaned and RFM'd once per sweep
 
 
@@ -80,7 +83,42 @@ def _compose(conf_dir: str, overrides: list[str]) -> DictConfig:
         return compose(config_name="sweep", overrides=overrides)
 
 
-def run_trial(setup: TrialSetup, study: optuna.Study, trial: optuna.Trial) -> list[float]:
+@dataclass
+class BestPlots:
+    """A worker's last trial that was the best when it finished (with `trial_plots=best`): its
+    plots are drawn once, when the worker's loop ends, if it is still the study's best; the
+    trials it superseded never draw theirs. One per worker, so at most one plot set per worker."""
+
+    trial_number: int | None = None
+    run_id: str | None = None
+    result: RunResult | None = None
+
+    def keep(self, trial_number: int, run_id: str, result: RunResult) -> None:
+        self.trial_number, self.run_id, self.result = trial_number, run_id, result
+
+    def log_if_best(self, study: optuna.Study) -> None:
+        """Draw and log the kept trial's plots to its (finished) run if it is the best feasible
+        trial now. A trial still running elsewhere may beat it later; that one's worker draws.
+        Plots are not the sweep's answer: failing to draw them is reported, not raised."""
+        best = best_feasible(study)
+        kept, self.result = self.result, None
+        if kept is None or best is None or best.number != self.trial_number:
+            return
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        try:
+            with tempfile.TemporaryDirectory(prefix="trial-plots-") as tmp:
+                save_figures(kept.figures(), Path(tmp))
+                client.log_artifacts(self.run_id, tmp, "plots")
+            client.log_metric(self.run_id, "time/plots_s", kept.metrics["time/plots_s"])
+        except Exception as err:  # any failure to draw or upload
+            log.warning("plots of the best trial #%d not logged: %s", self.trial_number, err)
+
+
+def run_trial(
+    setup: TrialSetup, study: optuna.Study, trial: optuna.Trial, best_plots: BestPlots
+) -> list[float]:
     suggestion = suggest(trial, setup.allowed, setup.search)
     combination = "-".join(suggestion.picked[g] for g in ("reducer", "clusterer", "classifier"))
     trial.set_user_attr("combination", combination)
@@ -91,7 +129,9 @@ def run_trial(setup: TrialSetup, study: optuna.Study, trial: optuna.Trial) -> li
         checks = constraint_checks(result.metrics, result.profile, setup.constraints)
         _record(trial, result, checks)
         if run is not None:
-            _log(setup, cfg, result, study, trial, values, checks)
+            contender = _log(setup, cfg, result, study, trial, values, checks)
+            if contender and setup.trial_plots == "best":
+                best_plots.keep(trial.number, run.info.run_id, result)
     return values
 
 
@@ -130,7 +170,9 @@ def _log(
     trial: optuna.Trial,
     values: list[float],
     checks: dict[str, float],
-) -> None:
+) -> bool:
+    """Log the trial to its run; returns whether it could be the best (then its model is logged:
+    it may be registered)."""
     import mlflow
 
     from src.tracking.runs import log_record, run_record
@@ -138,24 +180,24 @@ def _log(
     start = time.perf_counter()
     feasible = all(v <= 0 for v in checks.values())
     contender = feasible and could_be_best(study, trial, values)
-    with_plots = setup.trial_plots == "all" or (setup.trial_plots == "best" and contender)
     mlflow.set_tags({"feasible": str(feasible), "violations": describe_violations(checks)})
     mlflow.log_metrics({f"trial/objective_{i}": v for i, v in enumerate(values)})
     with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
         out_dir = write_run_outputs(
             Path(tmp) / "results", setup.data, result, OmegaConf.to_yaml(cfg, resolve=True),
-            with_plots=with_plots,
+            with_plots=setup.trial_plots == "all",
         )  # fmt: skip
         model_uri = log_record(run_record(cfg, setup.data, result, out_dir, with_model=contender))
     if model_uri:
         trial.set_user_attr("model_uri", model_uri)
-    # What tracking costs this trial (plots, outputs, params, dataset, metrics, artifacts, model),
-    # next to the pipeline's own time/<stage>_s.
+    # What tracking costs this trial (outputs, params, dataset, metrics, artifacts, the model;
+    # plots with trial_plots=all), next to the pipeline's own time/<stage>_s.
     mlflow.log_metric("time/tracking_s", round(time.perf_counter() - start, 4))
+    return contender
 
 
 def could_be_best(study: optuna.Study, trial: optuna.Trial, values: list[float]) -> bool:
-    """Log a model (and plots) only for a trial that could end up registered: one that beats the
+    """Log a model only for a trial that could end up registered: one that beats the
     best feasible trial so far by `best_feasible`'s own ranking (a tie goes to the lower trial
     number), or in multi-objective mode one not dominated by the Pareto front. The final best
     always had its model logged, because the best only ever improves."""
