@@ -20,7 +20,7 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
-from src.cli import exit_on_user_error
+from src.cli import exit_on_user_error, skip_collection_at_exit
 from src.data.load import read_export
 from src.errors import UserError
 from src.evaluation.migration import biggest_movements, migration_matrix
@@ -264,3 +264,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+    skip_collection_at_exit()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import hydra
 from omegaconf import DictConfig
 
-from src.cli import exit_on_user_error
+from src.cli import exit_on_user_error, skip_collection_at_exit
 from src.errors import UserError
 from src.tuning.objective import direction
 
@@ -219,3 +219,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+    skip_collection_at_exit()

@@ -10,7 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import exit_on_user_error
+from src.cli import exit_on_user_error, skip_collection_at_exit
 from src.models.factory import GROUPS
 from src.outputs import write_run_outputs
 from src.pipeline import RunResult, prepare_data, run_pipeline
@@ -60,3 +60,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+    skip_collection_at_exit()

@@ -30,7 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import exit_on_user_error
+from src.cli import exit_on_user_error, skip_collection_at_exit
 from src.errors import UserError
 from src.evaluation import plots
 from src.models.factory import GROUPS
@@ -126,6 +126,7 @@ def _worker_main(orders: Connection, warm_tracking: bool) -> None:
     if args is None:  # the sweep stopped before its trials
         return
     run_worker(args)
+    skip_collection_at_exit()  # the parent waits for this process to exit before it reports
 
 
 def _warm_up_tracking() -> None:
@@ -444,3 +445,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+    skip_collection_at_exit()
