@@ -343,8 +343,9 @@ def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequen
                 [{"trial": t.number, **dict(zip(objectives, t.values, strict=True))} for t in front]
             ).to_csv(Path(tmp) / "pareto_front.csv", index=False)
             mlflow.log_artifact(str(Path(tmp) / "pareto_front.csv"))
-    for figure_name, figure in _sweep_figures(study, board, objectives).items():
-        mlflow.log_figure(figure, f"plots/{figure_name}.png", save_kwargs={"bbox_inches": "tight"})
+    with tempfile.TemporaryDirectory(prefix="sweep-plots-") as tmp:
+        save_figures(_sweep_figures(study, board, objectives), Path(tmp))
+        mlflow.log_artifacts(tmp, "plots")
 
 
 def _sweep_figures(
