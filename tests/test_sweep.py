@@ -180,7 +180,10 @@ def test_killed_sweep_resumes_to_the_budget_and_marks_the_lost_trial_failed(tmp_
 
 
 def test_two_sweeps_on_one_storage_share_the_study(tmp_path, store_path):
-    commands = [sweep_cmd(tmp_path, store_path, "sweep.n_trials=6") for _ in range(2)]
+    commands = [
+        sweep_cmd(tmp_path, store_path, "sweep.n_trials=6", "sweep.trial_plots=best")
+        for _ in range(2)
+    ]
     processes = [
         subprocess.Popen(
             c,
@@ -204,6 +207,17 @@ def test_two_sweeps_on_one_storage_share_the_study(tmp_path, store_path):
     )
     assert sorted(int(r.data.tags["trial"]) for r in runs) == list(range(6))
     assert len(versions(tmp_path)) == 1
+    # Each worker draws the plots of its latest best-so-far trial if that is still the best when
+    # it ends: the final best always has them, and no more than one trial per worker does.
+    with_plots = {
+        int(r.data.tags["trial"])
+        for r in runs
+        if mlflow_client.list_artifacts(r.info.run_id, "plots")
+    }
+    best = max(
+        (t for t in trials if all(v <= 0 for v in t.constraints.values())), key=lambda t: t.value
+    )
+    assert best.number in with_plots and len(with_plots) <= 2, (best.number, with_plots)
 
 
 def test_sweep_with_no_feasible_trial_fails_and_registers_nothing(tmp_path, store_path):
