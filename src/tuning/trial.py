@@ -130,7 +130,7 @@ def run_trial(
         _record(trial, result, checks)
         if run is not None:
             contender = _log(setup, cfg, result, study, trial, values, checks)
-            if contender and setup.trial_plots == "best":
+            if contender and setup.trial_plots == "best" and ranks_first(study, trial, values):
                 best_plots.keep(trial.number, run.info.run_id, result)
     return values
 
@@ -197,17 +197,28 @@ def _log(
 
 
 def could_be_best(study: optuna.Study, trial: optuna.Trial, values: list[float]) -> bool:
-    """Log a model only for a trial that could end up registered: one that beats the
-    best feasible trial so far by `best_feasible`'s own ranking (a tie goes to the lower trial
-    number), or in multi-objective mode one not dominated by the Pareto front. The final best
-    always had its model logged, because the best only ever improves."""
-    finished = [t for t in study.get_trials(deepcopy=False) if is_feasible(t)]
-    if not finished:
-        return True
+    """Log a model only for a trial that could end up registered: one that ranks first now
+    (`ranks_first`), or in multi-objective mode one not dominated by the Pareto front. The final
+    best always had its model logged, because the best only ever improves."""
     if len(study.directions) == 1:
-        best = best_feasible(study)
-        sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
-        return (sign * values[0], -trial.number) > (sign * best.values[0], -best.number)
+        return ranks_first(study, trial, values)
+    return _not_dominated(study, values)
+
+
+def ranks_first(study: optuna.Study, trial: optuna.Trial, values: list[float]) -> bool:
+    """Whether the trial would be `best_feasible` if the study ended now: it beats the best
+    feasible trial so far on the first objective by `best_feasible`'s own ranking (a tie goes to
+    the lower trial number) and, in multi-objective mode, no feasible trial dominates it."""
+    best = best_feasible(study)
+    if best is None:
+        return True
+    sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    if (sign * values[0], -trial.number) <= (sign * best.values[0], -best.number):
+        return False
+    return len(study.directions) == 1 or _not_dominated(study, values)
+
+
+def _not_dominated(study: optuna.Study, values: list[float]) -> bool:
+    finished = [t for t in study.get_trials(deepcopy=False) if is_feasible(t)]
     probe = optuna.trial.create_trial(values=values, state=optuna.trial.TrialState.COMPLETE)
-    front = pareto_front(study, [*finished, probe])
-    return any(t is probe for t in front)
+    return any(t is probe for t in pareto_front(study, [*finished, probe]))

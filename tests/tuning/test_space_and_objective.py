@@ -18,7 +18,7 @@ from src.tuning.objective import (
 )
 from src.tuning.space import Suggestion, allowed_options, suggest
 from src.tuning.study import best_feasible, is_feasible, leaderboard, pareto_front
-from src.tuning.trial import TrialSetup, compose_run_config, could_be_best
+from src.tuning.trial import TrialSetup, compose_run_config, could_be_best, ranks_first
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SEARCH = {
@@ -127,7 +127,7 @@ def test_holdout_objective_without_holdout_says_how_to_turn_it_on():
         objective_values({"cluster/silhouette": 0.4}, ["holdout/eta2_spend"])
 
 
-def test_only_a_trial_that_would_rank_first_gets_a_model_and_plots():
+def test_only_a_trial_that_would_rank_first_gets_a_model():
     study = optuna.create_study(direction="maximize")
     assert could_be_best(study, SimpleNamespace(number=0), [0.1])  # nothing feasible yet
     study.add_trial(_trial(study, 0, 0.9, feasible=False))
@@ -143,6 +143,17 @@ def test_only_a_trial_that_would_rank_first_gets_a_model_and_plots():
     minimise.add_trial(_trial(minimise, 0, 0.7, feasible=True))
     assert could_be_best(minimise, SimpleNamespace(number=1), [0.6])
     assert not could_be_best(minimise, SimpleNamespace(number=1), [0.8])
+
+
+def test_multi_objective_models_for_the_front_plots_for_the_one_that_would_be_registered():
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    study.add_trial(_trial(study, 0, [0.5, 0.90], feasible=True))
+    # Not dominated, so it gets a model (a trade-off the user may pick), but best_feasible is
+    # the front's best on the first objective: trial 0 stays the one registered and plotted.
+    assert could_be_best(study, SimpleNamespace(number=1), [0.4, 0.95])
+    assert not ranks_first(study, SimpleNamespace(number=1), [0.4, 0.95])
+    assert ranks_first(study, SimpleNamespace(number=1), [0.6, 0.80])
+    assert not could_be_best(study, SimpleNamespace(number=1), [0.4, 0.85])  # dominated
 
 
 def _setup(*base: str) -> TrialSetup:
