@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -117,16 +118,25 @@ def _worker_main(orders: Connection, warm_tracking: bool) -> None:
     """A spawned worker: import what trials need while the parent prepares the data and opens
     its run (seconds of start-up off the sweep's serial part), then run the loop it is sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until it has a loop to stop; the parent waits
+    # Read the orders as soon as they come: the parent's send blocks until they are read (they
+    # hold the data, more than a pipe buffers), and it has its own work to do meanwhile.
+    received: list[WorkerArgs | None] = []
+    reader = threading.Thread(target=lambda: received.append(_receive(orders)), daemon=True)
+    reader.start()
     if warm_tracking:
         _warm_up_tracking()
-    try:
-        args = orders.recv()
-    except EOFError:  # the parent died before the trials started
+    reader.join()
+    if received[0] is None:  # the sweep stopped before its trials, or the parent died
         return
-    if args is None:  # the sweep stopped before its trials
-        return
-    run_worker(args)
+    run_worker(received[0])
     skip_collection_at_exit()  # the parent waits for this process to exit before it reports
+
+
+def _receive(orders: Connection) -> WorkerArgs | None:
+    try:
+        return orders.recv()
+    except EOFError:  # the parent died before the trials started
+        return None
 
 
 def _warm_up_tracking() -> None:
