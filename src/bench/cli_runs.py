@@ -120,6 +120,7 @@ def bench_sweep(args: argparse.Namespace) -> int:
                 print(f"sweep {args.trials} trials n_jobs={jobs}: {elapsed:6.1f} s, "
                       f"{args.trials / elapsed * 60:.1f} trials/min {goal}", flush=True)  # fmt: skip
                 trial_phases[jobs].append(print_trial_costs(cwd, study_name))
+        print_stage_comparison(cwd, args.repeat)
     medians = {jobs: statistics.median(runs) for jobs, runs in seconds.items()}
     print(
         f"speed-up n_jobs=2 / n_jobs=1 (trials per minute of the whole command, medians of "
@@ -133,6 +134,46 @@ def bench_sweep(args: argparse.Namespace) -> int:
         f"{medians[2] - phases[2]:.1f} s vs {medians[1] - phases[1]:.1f} s"
     )
     return 0
+
+
+# Not part of a trial's own time: the data stages run once per sweep (their times are copied to
+# every trial), and the best trial's plots are drawn after it finished.
+NOT_TRIAL_STAGES = ("time/load_s", "time/clean_s", "time/rfm_s", "time/plots_s")
+
+
+def print_stage_comparison(cwd: Path, repeats: int) -> None:
+    """Mean seconds per trial of each pipeline stage (`time/<stage>_s`) and of the rest of the
+    trial (Optuna, MLflow, composing), with two workers against one: where parallel trials
+    lose time."""
+    import mlflow
+    import optuna
+
+    means = {}
+    for jobs in (2, 1):
+        names = [f"bench-{jobs}-{r}" for r in range(repeats)]
+        runs = mlflow.search_runs(
+            experiment_names=["customer-segmentation"],
+            filter_string="tags.run_kind = 'trial'",
+        )
+        runs = runs[runs["tags.study"].isin(names)]
+        stages = [c for c in runs.columns if c.startswith("metrics.time/")]
+        stages = [c for c in stages if c[len("metrics.") :] not in NOT_TRIAL_STAGES]
+        table = runs[stages].fillna(0).mean()
+        table.index = [c[len("metrics.time/") : -2] for c in table.index]
+        durations = [
+            t.duration.total_seconds()
+            for name in names
+            for t in optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/study.db").trials
+            if t.duration is not None
+        ]
+        table["outside the stages"] = statistics.mean(durations) - table.sum()
+        table["whole trial"] = statistics.mean(durations)
+        means[jobs] = table
+    print("  seconds per trial     n_jobs=2  n_jobs=1")
+    for stage in means[1].index:
+        two, one = means[2].get(stage, 0.0), means[1][stage]
+        if max(two, one) >= 0.01:
+            print(f"  {stage:<20} {two:9.2f} {one:9.2f}")
 
 
 def create_store(cwd: Path) -> None:
