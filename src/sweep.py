@@ -35,7 +35,6 @@ from src.cli import exit_on_user_error, skip_collection_at_exit
 from src.errors import UserError
 from src.evaluation import plots
 from src.models.factory import GROUPS
-from src.outputs import save_figures
 from src.pipeline import cpu_threads, exploratory_figures, prepare_data
 from src.tuning.objective import objective_metrics
 from src.tuning.space import allowed_options
@@ -313,19 +312,19 @@ def _report(study: optuna.Study, objectives: Sequence[str], tracked: bool) -> No
 def _log_parent_start(cfg: DictConfig, data: Any) -> None:
     import mlflow
 
-    from src.tracking.runs import flatten
+    from src.tracking.runs import flatten, log_plots
 
     mlflow.set_tag("data_digest", data.digest)
     settings = OmegaConf.to_container(cfg.sweep, resolve=True)
     mlflow.log_params(flatten({"sweep": settings, "data": OmegaConf.to_container(cfg.data)}))
     mlflow.log_metrics(data.metrics())
-    with tempfile.TemporaryDirectory(prefix="sweep-plots-") as tmp:
-        save_figures(exploratory_figures(cfg, data), Path(tmp))
-        mlflow.log_artifacts(tmp, "plots")
+    log_plots(exploratory_figures(cfg, data))
 
 
 def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequence[str]) -> None:
     import mlflow
+
+    from src.tracking.runs import log_plots
 
     result = outcome(study)
     mlflow.log_metrics(
@@ -353,9 +352,7 @@ def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequen
                 [{"trial": t.number, **dict(zip(objectives, t.values, strict=True))} for t in front]
             ).to_csv(Path(tmp) / "pareto_front.csv", index=False)
             mlflow.log_artifact(str(Path(tmp) / "pareto_front.csv"))
-    with tempfile.TemporaryDirectory(prefix="sweep-plots-") as tmp:
-        save_figures(_sweep_figures(study, board, objectives), Path(tmp))
-        mlflow.log_artifacts(tmp, "plots")
+    log_plots(_sweep_figures(study, board, objectives))
 
 
 def _sweep_figures(

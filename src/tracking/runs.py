@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -24,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.locking import machine_lock
 from src.models.factory import GROUPS
 from src.models.segmenter import Segmenter
+from src.outputs import save_figures
 from src.pipeline import PreparedData, RunResult
 from src.sqlite_wal import use_wal
 from src.tracking.pyfunc import log_segmenter
@@ -181,6 +184,17 @@ def log_outputs(out_dir: str, metrics: Mapping[str, float]) -> None:
     """Log a run's written outputs as artifacts, with the metrics measured while writing them."""
     mlflow.log_metrics(dict(metrics))
     mlflow.log_artifacts(out_dir)
+
+
+def log_plots(figures: Mapping[str, Figure], run_id: str | None = None) -> None:
+    """Save the figures as PNGs (as a run's outputs are saved) and log them under `plots/` of
+    the run `run_id`, or of the active run."""
+    with tempfile.TemporaryDirectory(prefix="plots-") as tmp:
+        save_figures(dict(figures), Path(tmp))
+        if run_id is None:
+            mlflow.log_artifacts(tmp, "plots")
+        else:
+            MlflowClient().log_artifacts(run_id, tmp, "plots")
 
 
 def log_dataset(record: RunRecord) -> None:

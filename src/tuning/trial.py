@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from src.errors import UserError
-from src.outputs import save_figures, write_run_outputs
+from src.outputs import write_run_outputs
 from src.pipeline import PreparedData, RunResult, run_pipeline
 from src.tuning.objective import (
     constraint_checks,
@@ -106,12 +106,11 @@ class BestPlots:
             return
         from mlflow import MlflowClient
 
-        client = MlflowClient()
+        from src.tracking.runs import log_plots
+
         try:
-            with tempfile.TemporaryDirectory(prefix="trial-plots-") as tmp:
-                save_figures(kept.figures(), Path(tmp))
-                client.log_artifacts(self.run_id, tmp, "plots")
-            client.log_metric(self.run_id, "time/plots_s", kept.metrics["time/plots_s"])
+            log_plots(kept.figures(), self.run_id)
+            MlflowClient().log_metric(self.run_id, "time/plots_s", kept.metrics["time/plots_s"])
         except Exception as err:  # any failure to draw or upload
             log.warning("plots of the best trial #%d not logged: %s", self.trial_number, err)
 
