@@ -36,6 +36,7 @@ from src.errors import UserError
 from src.evaluation import plots
 from src.models.factory import GROUPS
 from src.pipeline import cpu_threads, exploratory_figures, prepare_data
+from src.processes import helper_context
 from src.tuning.objective import objective_metrics
 from src.tuning.space import allowed_options
 from src.tuning.study import (
@@ -84,7 +85,7 @@ def quiet_optuna() -> None:
 
 
 def run_worker(args: WorkerArgs) -> None:
-    """One worker's loop; runs in this process or in a spawned one."""
+    """One worker's loop; runs in this process or in a started one (`_worker_main`)."""
     quiet_optuna()
     # A sweep started in the background inherits an ignored SIGINT; the parent stops its workers
     # with SIGINT, so that each fails its running trial as interrupted before exiting.
@@ -114,7 +115,7 @@ def run_worker(args: WorkerArgs) -> None:
 
 
 def _worker_main(orders: Connection, warm_tracking: bool) -> None:
-    """A spawned worker: import what trials need while the parent prepares the data and opens
+    """A started worker: import what trials need while the parent prepares the data and opens
     its run (seconds of start-up off the sweep's serial part), then run the loop it is sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until it has a loop to stop; the parent waits
     # Read the orders as soon as they come: the parent's send blocks until they are read (they
@@ -152,9 +153,9 @@ def _warm_up_tracking() -> None:
 
 @contextmanager
 def _started_workers(count: int, warm_tracking: bool) -> Iterator[list[tuple[Any, Connection]]]:
-    """`count` spawned worker processes waiting for their loop (the sweep's own process is one
-    more worker). Workers that never got a loop are released on the way out."""
-    context = multiprocessing.get_context("spawn")
+    """`count` worker processes waiting for their loop (the sweep's own process is one more
+    worker). Workers that never got a loop are released on the way out."""
+    context = helper_context()
     workers = []
     for i in range(1, count + 1):
         orders, theirs = context.Pipe()
@@ -177,7 +178,7 @@ def _started_workers(count: int, warm_tracking: bool) -> Iterator[list[tuple[Any
 def _run_workers(
     args: WorkerArgs, workers: list[tuple[Any, Connection]], meanwhile: Callable[[], Any]
 ) -> None:
-    """Worker 0 is this process (warm: no start-up); the spawned workers are 1, 2, ... and get
+    """Worker 0 is this process (warm: no start-up); the started workers are 1, 2, ... and get
     their loop first, so that `meanwhile` (the parent run's logging) does not hold them up."""
     for i, (_, orders) in enumerate(workers, start=1):
         orders.send(dataclasses.replace(args, seed=sampler_seed(args.seed, 0, worker=i)))
@@ -242,7 +243,8 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
         trial_overrides.append(f"threads={max(1, cpu_threads(None) // n_jobs)}")
 
     quiet_optuna()
-    # Workers start now: their imports overlap with loading the data and opening the run.
+    # Workers start now, before any data, database connection or thread pool exists (a forked
+    # worker could not use them): their warm-up overlaps with loading the data and the run.
     with _started_workers(n_jobs - 1, bool(cfg.tracking.enabled)) as workers:
         data = prepare_data(cfg, with_figures=False)  # drawn once the workers are busy
         url = storage_url(sweep.storage)

@@ -255,7 +255,7 @@ def test_unknown_trial_plots_setting_is_a_clear_error(tmp_path, store_path):
 
 
 def test_parallel_sweep_stopped_with_kill_then_resumed(tmp_path, store_path):
-    """n_jobs=2: this process and a spawned worker share the study; `kill` stops both, failing
+    """n_jobs=2: this process and a started worker share the study; `kill` stops both, failing
     their running trials instead of leaving them running; a rerun finishes the budget."""
     process = subprocess.Popen(
         sweep_cmd(tmp_path, store_path, "sweep.n_trials=40", "sweep.n_jobs=2"), cwd=tmp_path,
@@ -276,4 +276,29 @@ def test_parallel_sweep_stopped_with_kill_then_resumed(tmp_path, store_path):
     trials = study(tmp_path).trials
     assert [t.number for t in trials] == list(range(len(stopped) + 4))
     assert TrialState.RUNNING not in {t.state for t in trials}
+    assert len(versions(tmp_path)) == 1
+
+
+def test_parallel_sweep_with_spawned_workers_as_on_macos(tmp_path, store_path):
+    """Linux forks the workers; macOS and Windows spawn them, which must work the same way: the
+    worker gets everything it needs through its orders, nothing through inherited state."""
+    spawning = tmp_path / "spawning_sweep.py"
+    spawning.write_text(
+        "import multiprocessing, runpy, src.processes\n"
+        "def spawning():\n"
+        "    print('workers spawned', flush=True)\n"
+        "    return multiprocessing.get_context('spawn')\n"
+        "src.processes.helper_context = spawning\n"
+        "runpy.run_module('src.sweep', run_name='__main__', alter_sys=True)\n"
+    )
+    command = sweep_cmd(tmp_path, store_path, "sweep.n_trials=4", "sweep.n_jobs=2")
+    done = subprocess.run(
+        [sys.executable, str(spawning), *command[3:]], cwd=tmp_path, env=env(tmp_path),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "workers spawned" in done.stdout
+    trials = study(tmp_path).trials
+    assert [t.number for t in trials] == list(range(4))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
     assert len(versions(tmp_path)) == 1

@@ -11,7 +11,6 @@ fails, is interrupted or its process dies; ended FINISHED only after everything 
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -22,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import UserError
+from src.processes import helper_context
 
 STOP_SECONDS = 60  # how long the pipeline's process waits for the companion to end the run
 PARENT_GONE = "the pipeline's process ended before the run was logged"
@@ -83,9 +83,7 @@ def companion_run(
 ) -> Iterator[CompanionRun]:
     """Start the companion, which creates the run named and tagged by the contract; an exception
     in the block ends the run FAILED with that error, and is re-raised."""
-    methods = multiprocessing.get_all_start_methods()
-    # fork: the companion inherits the imports already done; spawn would redo them.
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = helper_context()
     ours, theirs = context.Pipe()
     process = context.Process(
         target=_serve,

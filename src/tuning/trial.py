@@ -1,8 +1,8 @@
 """One sweep trial: compose the run config with the sampled overrides, call the same pipeline as
 `src.run`, record objectives and constraints in Optuna and everything else in a nested MLflow run.
 
-`TrialSetup` is plain data so it can be sent to worker processes (spawned, not forked: forked
-children would share the parent's database connections).
+`TrialSetup` is plain data, sent to the sweep's worker processes: they start before the data is
+loaded and any database connection is open (see `src.processes`).
 """
 
 from __future__ import annotations
