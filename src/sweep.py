@@ -50,6 +50,7 @@ from src.tuning.study import (
     outcome,
     pareto_front,
     progress_line,
+    started_trials,
     storage_url,
     work,
 )
@@ -251,7 +252,7 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
         name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest))
         storage = open_storage(url, int(sweep.heartbeat_seconds))
         study = open_study(storage, name, objectives, int(cfg.seed))
-        done = len(study.get_trials(deepcopy=False))
+        done = len(started_trials(study))
         print(
             f"study '{name}' in {url}: {done} trial(s) so far, budget {budget}; "
             f"{min(n_jobs, max(budget - done, 0))} worker(s) on this machine",

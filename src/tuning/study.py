@@ -105,6 +105,11 @@ def open_study(
     return study
 
 
+def started_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials that count against a sweep's budget: all but those still waiting in the queue."""
+    return [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+
+
 def budget_lock(storage_url_: str, study_name: str):
     """Serialises 'count, then ask' among workers on this machine, so together they never start
     more than the budget. Workers on other machines can overshoot by at most one trial each."""
@@ -153,12 +158,14 @@ def work(
     heartbeat_seconds: float,
     on_finish: Callable[[FrozenTrial], None] | None = None,
 ) -> None:
-    """Run trials until the study holds `budget` trials. A trial that raises is told FAIL with its
-    reason (user attr `error`) and the loop goes on; Ctrl-C fails the current trial and stops."""
+    """Run trials until `budget` trials of the study have started; trials enqueued with
+    `Study.enqueue_trial` wait until a worker takes them, first. A trial that raises is told FAIL
+    with its reason (user attr `error`) and the loop goes on; Ctrl-C fails the current trial and
+    stops."""
     while True:
         with budget_lock(storage_url_, study.study_name), _own_heartbeat():
             fail_stale_trials(study)
-            if len(study.get_trials(deepcopy=False)) >= budget:
+            if len(started_trials(study)) >= budget:
                 return
             trial = study.ask()
         with heartbeat(storage, trial, heartbeat_seconds):
@@ -273,7 +280,7 @@ def leaderboard(study: optuna.Study, objectives: Sequence[str]) -> pd.DataFrame:
 
 def progress_line(study: optuna.Study, trial: FrozenTrial, budget: int, started: float) -> str:
     """One line per finished trial: number, combination, objective, best so far, time left."""
-    trials = study.get_trials(deepcopy=False)
+    trials = started_trials(study)
     finished = [t for t in trials if t.state.is_finished()]
     this_session = [
         t for t in finished if t.datetime_complete and t.datetime_complete.timestamp() >= started
