@@ -121,12 +121,9 @@ def bench_sweep(args: argparse.Namespace) -> int:
                       f"{args.trials / elapsed * 60:.1f} trials/min {goal}", flush=True)  # fmt: skip
                 trial_phases[jobs].append(print_trial_costs(cwd, study_name))
         print_stage_comparison(cwd, args.repeat)
+        replayed = replay_sweeps(cwd, args, space)
     medians = {jobs: statistics.median(runs) for jobs, runs in seconds.items()}
-    print(
-        f"speed-up n_jobs=2 / n_jobs=1 (trials per minute of the whole command, medians of "
-        f"{args.repeat}): {medians[1] / medians[2]:.2f}x (target >= 1.6x); each pair: "
-        + ", ".join(f"{one / two:.2f}x" for two, one in zip(seconds[2], seconds[1], strict=True))
-    )
+    print_speed_up(f"sweeps as users run them (whole commands, medians of {args.repeat})", seconds)
     phases = {jobs: statistics.median(runs) for jobs, runs in trial_phases.items()}
     print(
         f"  from the first trial's start to the last one's end: {phases[2]:.1f} s vs "
@@ -134,7 +131,45 @@ def bench_sweep(args: argparse.Namespace) -> int:
         f"data, the parent run and its data plots, the report, registration): "
         f"{medians[2] - phases[2]:.1f} s vs {medians[1] - phases[1]:.1f} s"
     )
+    print_speed_up("the same trials in both (a one-worker study's, replayed)", replayed)
     return 0
+
+
+def replay_sweeps(cwd: Path, args: argparse.Namespace, space: tuple[str, ...]) -> dict:
+    """Trials per minute on identical work: a study explored by two workers holds other trials
+    than one explored by one (a trial's cost depends on its segments and settings), so the
+    first one-worker study's trials are enqueued in fresh studies and run by each worker count,
+    alternated."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{cwd}/study.db"
+    trials = optuna.load_study(study_name="bench-1-0", storage=storage).trials
+    seconds: dict[int, list[float]] = {2: [], 1: []}
+    for repeat in range(args.repeat):
+        for jobs in seconds:
+            name = f"replay-{jobs}-{repeat}"
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+            for trial in sorted(trials, key=lambda t: t.number):
+                study.enqueue_trial(trial.params)
+            command = [
+                sys.executable, "-m", "src.sweep", f"hydra.run.dir={cwd}/out-{name}", *space,
+                f"sweep.n_trials={len(trials)}", f"sweep.n_jobs={jobs}",
+                f"sweep.study_name={name}", f"sweep.storage={storage}",
+            ]  # fmt: skip
+            elapsed, _ = timed(command, cwd)
+            seconds[jobs].append(elapsed)
+            print(f"same trials replayed, n_jobs={jobs}: {elapsed:6.1f} s", flush=True)
+    return seconds
+
+
+def print_speed_up(label: str, seconds: dict[int, list[float]]) -> None:
+    medians = {jobs: statistics.median(runs) for jobs, runs in seconds.items()}
+    pairs = ", ".join(f"{one / two:.2f}x" for two, one in zip(seconds[2], seconds[1], strict=True))
+    print(
+        f"speed-up n_jobs=2 / n_jobs=1 on {label}: {medians[1] / medians[2]:.2f}x "
+        f"(target >= 1.6x); each pair: {pairs}"
+    )
 
 
 # Not part of a trial's own time: the data stages run once per sweep (their times are copied to
