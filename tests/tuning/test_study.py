@@ -1,6 +1,11 @@
+import pytest
+from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from src.tuning.study import open_storage, open_study, work
+
+# Heartbeats, TPE's group option and fail_stale_trials are marked experimental; sweeps silence it.
+pytestmark = pytest.mark.filterwarnings("ignore", category=ExperimentalWarning)
 
 
 def _study(tmp_path):
