@@ -99,8 +99,6 @@ def bench_sweep(args: argparse.Namespace) -> int:
     """Trials per minute with one and two workers on the default sample, and what tracking
     costs per trial. The two are alternated: the shared machine's noise is as large as the
     effects measured."""
-    space = ("sweep.reducers=[none,pca]", "sweep.clusterers=[kmeans,gmm,birch]",
-             "sweep.classifiers=[xgboost]")  # fmt: skip
     seconds: dict[int, list[float]] = {2: [], 1: []}
     trial_phases: dict[int, list[float]] = {2: [], 1: []}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
@@ -109,19 +107,14 @@ def bench_sweep(args: argparse.Namespace) -> int:
         for repeat in range(args.repeat):
             for jobs in seconds:
                 study_name = f"bench-{jobs}-{repeat}"
-                command = [
-                    sys.executable, "-m", "src.sweep", f"hydra.run.dir={cwd}/out-{study_name}",
-                    *space, f"sweep.n_trials={args.trials}", f"sweep.n_jobs={jobs}",
-                    f"sweep.study_name={study_name}", f"sweep.storage=sqlite:///{cwd}/study.db",
-                ]  # fmt: skip
-                elapsed, _ = timed(command, cwd)
+                elapsed, _ = timed(sweep_command(cwd, study_name, args.trials, jobs), cwd)
                 seconds[jobs].append(elapsed)
                 goal = "(target <= 180 s)" if jobs == 2 else ""
                 print(f"sweep {args.trials} trials n_jobs={jobs}: {elapsed:6.1f} s, "
                       f"{args.trials / elapsed * 60:.1f} trials/min {goal}", flush=True)  # fmt: skip
                 trial_phases[jobs].append(print_trial_costs(cwd, study_name))
         print_stage_comparison(cwd, args.repeat)
-        replayed = replay_sweeps(cwd, args, space)
+        replayed = replay_sweeps(cwd, args.repeat)
     medians = {jobs: statistics.median(runs) for jobs, runs in seconds.items()}
     print_speed_up(f"sweeps as users run them (whole commands, medians of {args.repeat})", seconds)
     phases = {jobs: statistics.median(runs) for jobs, runs in trial_phases.items()}
@@ -135,7 +128,20 @@ def bench_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def replay_sweeps(cwd: Path, args: argparse.Namespace, space: tuple[str, ...]) -> dict:
+SPACE = ("sweep.reducers=[none,pca]", "sweep.clusterers=[kmeans,gmm,birch]",
+         "sweep.classifiers=[xgboost]")  # fmt: skip
+
+
+def sweep_command(cwd: Path, study_name: str, trials: int, jobs: int) -> list[str]:
+    """The benchmark's sweep over SPACE, in its own study of the scratch storage."""
+    return [
+        sys.executable, "-m", "src.sweep", f"hydra.run.dir={cwd}/out-{study_name}", *SPACE,
+        f"sweep.n_trials={trials}", f"sweep.n_jobs={jobs}", f"sweep.study_name={study_name}",
+        f"sweep.storage=sqlite:///{cwd}/study.db",
+    ]  # fmt: skip
+
+
+def replay_sweeps(cwd: Path, repeats: int) -> dict[int, list[float]]:
     """Trials per minute on identical work: a study explored by two workers holds other trials
     than one explored by one (a trial's cost depends on its segments and settings), so the
     first one-worker study's trials are enqueued in fresh studies and run by each worker count,
@@ -146,18 +152,13 @@ def replay_sweeps(cwd: Path, args: argparse.Namespace, space: tuple[str, ...]) -
     storage = f"sqlite:///{cwd}/study.db"
     trials = optuna.load_study(study_name="bench-1-0", storage=storage).trials
     seconds: dict[int, list[float]] = {2: [], 1: []}
-    for repeat in range(args.repeat):
+    for repeat in range(repeats):
         for jobs in seconds:
             name = f"replay-{jobs}-{repeat}"
             study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
             for trial in sorted(trials, key=lambda t: t.number):
                 study.enqueue_trial(trial.params)
-            command = [
-                sys.executable, "-m", "src.sweep", f"hydra.run.dir={cwd}/out-{name}", *space,
-                f"sweep.n_trials={len(trials)}", f"sweep.n_jobs={jobs}",
-                f"sweep.study_name={name}", f"sweep.storage={storage}",
-            ]  # fmt: skip
-            elapsed, _ = timed(command, cwd)
+            elapsed, _ = timed(sweep_command(cwd, name, len(trials), jobs), cwd)
             seconds[jobs].append(elapsed)
             print(f"same trials replayed, n_jobs={jobs}: {elapsed:6.1f} s", flush=True)
     return seconds
@@ -184,14 +185,13 @@ def print_stage_comparison(cwd: Path, repeats: int) -> None:
     import mlflow
     import optuna
 
+    every_trial = mlflow.search_runs(
+        experiment_names=["customer-segmentation"], filter_string="tags.run_kind = 'trial'"
+    )
     means = {}
     for jobs in (2, 1):
         names = [f"bench-{jobs}-{r}" for r in range(repeats)]
-        runs = mlflow.search_runs(
-            experiment_names=["customer-segmentation"],
-            filter_string="tags.run_kind = 'trial'",
-        )
-        runs = runs[runs["tags.study"].isin(names)]
+        runs = every_trial[every_trial["tags.study"].isin(names)]
         stages = [c for c in runs.columns if c.startswith("metrics.time/")]
         stages = [c for c in stages if c[len("metrics.") :] not in NOT_TRIAL_STAGES]
         table = runs[stages].fillna(0).mean()
