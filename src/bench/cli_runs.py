@@ -105,12 +105,16 @@ def bench_sweep(args: argparse.Namespace) -> int:
         cwd = Path(tmp)
         create_store(cwd)  # a store's one-off creation is not a sweep's cost
         for repeat in range(args.repeat):
+            # A one-worker sweep is deterministic: with one seed, every one-worker sweep would
+            # time the same 30 trials, against other trials in every two-worker sweep (a
+            # trial's cost varies with its settings). Each pair samples with its own seed.
+            seed = f"seed={SEED + repeat}"
             for jobs in seconds:
                 study_name = f"bench-{jobs}-{repeat}"
-                elapsed, _ = timed(sweep_command(cwd, study_name, args.trials, jobs), cwd)
+                elapsed, _ = timed(sweep_command(cwd, study_name, args.trials, jobs, seed), cwd)
                 seconds[jobs].append(elapsed)
                 goal = "(target <= 180 s)" if jobs == 2 else ""
-                print(f"sweep {args.trials} trials n_jobs={jobs}: {elapsed:6.1f} s, "
+                print(f"sweep {args.trials} trials {seed} n_jobs={jobs}: {elapsed:6.1f} s, "
                       f"{args.trials / elapsed * 60:.1f} trials/min {goal}", flush=True)  # fmt: skip
                 trial_phases[jobs].append(print_trial_costs(cwd, study_name))
         print_stage_comparison(cwd, args.repeat)
@@ -132,12 +136,15 @@ SPACE = ("sweep.reducers=[none,pca]", "sweep.clusterers=[kmeans,gmm,birch]",
          "sweep.classifiers=[xgboost]")  # fmt: skip
 
 
-def sweep_command(cwd: Path, study_name: str, trials: int, jobs: int) -> list[str]:
+SEED = 42  # conf/config.yaml's
+
+
+def sweep_command(cwd: Path, study_name: str, trials: int, jobs: int, *overrides: str) -> list[str]:
     """The benchmark's sweep over SPACE, in its own study of the scratch storage."""
     return [
         sys.executable, "-m", "src.sweep", f"hydra.run.dir={cwd}/out-{study_name}", *SPACE,
         f"sweep.n_trials={trials}", f"sweep.n_jobs={jobs}", f"sweep.study_name={study_name}",
-        f"sweep.storage=sqlite:///{cwd}/study.db",
+        f"sweep.storage=sqlite:///{cwd}/study.db", *overrides,
     ]  # fmt: skip
 
 
