@@ -128,7 +128,7 @@ def bench_sweep(args: argparse.Namespace) -> int:
         f"data, the parent run and its data plots, the report, registration): "
         f"{medians[2] - phases[2]:.1f} s vs {medians[1] - phases[1]:.1f} s"
     )
-    print_speed_up("the same trials in both (a one-worker study's, replayed)", replayed)
+    print_speed_up("the same trials in both (each one-worker study's, replayed)", replayed)
     return 0
 
 
@@ -150,24 +150,26 @@ def sweep_command(cwd: Path, study_name: str, trials: int, jobs: int, *overrides
 
 def replay_sweeps(cwd: Path, repeats: int) -> dict[int, list[float]]:
     """Trials per minute on identical work: a study explored by two workers holds other trials
-    than one explored by one (a trial's cost depends on its segments and settings), so the
-    first one-worker study's trials are enqueued in fresh studies and run by each worker count,
-    alternated."""
+    than one explored by one (a trial's cost depends on its segments and settings), so each
+    pair's one-worker study's trials are enqueued in two fresh studies and run by each worker
+    count."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{cwd}/study.db"
-    trials = optuna.load_study(study_name="bench-1-0", storage=storage).trials
     seconds: dict[int, list[float]] = {2: [], 1: []}
     for repeat in range(repeats):
+        trials = optuna.load_study(study_name=f"bench-1-{repeat}", storage=storage).trials
         for jobs in seconds:
             name = f"replay-{jobs}-{repeat}"
             study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
             for trial in sorted(trials, key=lambda t: t.number):
                 study.enqueue_trial(trial.params)
-            elapsed, _ = timed(sweep_command(cwd, name, len(trials), jobs), cwd)
+            command = sweep_command(cwd, name, len(trials), jobs, f"seed={SEED + repeat}")
+            elapsed, _ = timed(command, cwd)
             seconds[jobs].append(elapsed)
-            print(f"same trials replayed, n_jobs={jobs}: {elapsed:6.1f} s", flush=True)
+            print(f"trials of bench-1-{repeat} replayed, n_jobs={jobs}: {elapsed:6.1f} s",
+                  flush=True)  # fmt: skip
     return seconds
 
 
