@@ -302,7 +302,7 @@ def order_value_distribution(transactions: pd.DataFrame) -> Figure:
     ax.set_xlabel("Order value, ₽ (log scale)")
     ax.set_ylabel("Orders")
     _thousands(ax.yaxis)
-    ax.legend(loc="upper left", frameon=False)
+    ax.legend(loc="best", framealpha=0.95)  # the lines pass behind it, not through the text
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     dropped = len(values) - len(positive)
