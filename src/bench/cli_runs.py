@@ -105,10 +105,7 @@ def bench_sweep(args: argparse.Namespace) -> int:
         cwd = Path(tmp)
         create_store(cwd)  # a store's one-off creation is not a sweep's cost
         for repeat in range(args.repeat):
-            # A one-worker sweep is deterministic: with one seed, every one-worker sweep would
-            # time the same 30 trials, against other trials in every two-worker sweep (a
-            # trial's cost varies with its settings). Each pair samples with its own seed.
-            seed = f"seed={SEED + repeat}"
+            seed = pair_seed(repeat)
             for jobs in seconds:
                 study_name = f"bench-{jobs}-{repeat}"
                 elapsed, _ = timed(sweep_command(cwd, study_name, args.trials, jobs, seed), cwd)
@@ -136,7 +133,11 @@ SPACE = ("sweep.reducers=[none,pca]", "sweep.clusterers=[kmeans,gmm,birch]",
          "sweep.classifiers=[xgboost]")  # fmt: skip
 
 
-SEED = 42  # conf/config.yaml's
+def pair_seed(repeat: int) -> str:
+    """The seed override of the `repeat`-th pair of sweeps (and of its replay). A one-worker
+    sweep is deterministic: with one seed, every one-worker sweep would time the same 30 trials,
+    against other trials in every two-worker sweep (a trial's cost varies with its settings)."""
+    return f"seed={42 + repeat}"
 
 
 def sweep_command(cwd: Path, study_name: str, trials: int, jobs: int, *overrides: str) -> list[str]:
@@ -165,8 +166,7 @@ def replay_sweeps(cwd: Path, repeats: int) -> dict[int, list[float]]:
             study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
             for trial in sorted(trials, key=lambda t: t.number):
                 study.enqueue_trial(trial.params)
-            command = sweep_command(cwd, name, len(trials), jobs, f"seed={SEED + repeat}")
-            elapsed, _ = timed(command, cwd)
+            elapsed, _ = timed(sweep_command(cwd, name, len(trials), jobs, pair_seed(repeat)), cwd)
             seconds[jobs].append(elapsed)
             print(f"trials of bench-1-{repeat} replayed, n_jobs={jobs}: {elapsed:6.1f} s",
                   flush=True)  # fmt: skip
