@@ -107,7 +107,7 @@ def bench_sweep(args: argparse.Namespace) -> int:
         for repeat in range(args.repeat):
             seed = pair_seed(repeat)
             for jobs in seconds:
-                study_name = f"bench-{jobs}-{repeat}"
+                study_name = free_study(jobs, repeat)
                 elapsed, _ = timed(sweep_command(cwd, study_name, args.trials, jobs, seed), cwd)
                 seconds[jobs].append(elapsed)
                 goal = "(target <= 180 s)" if jobs == 2 else ""
@@ -131,6 +131,12 @@ def bench_sweep(args: argparse.Namespace) -> int:
 
 SPACE = ("sweep.reducers=[none,pca]", "sweep.clusterers=[kmeans,gmm,birch]",
          "sweep.classifiers=[xgboost]")  # fmt: skip
+
+
+def free_study(jobs: int, repeat: int) -> str:
+    """The study of the `repeat`-th free sweep with `jobs` workers (read again by the replay and
+    the stage table)."""
+    return f"bench-{jobs}-{repeat}"
 
 
 def pair_seed(repeat: int) -> str:
@@ -160,7 +166,8 @@ def replay_sweeps(cwd: Path, repeats: int) -> dict[int, list[float]]:
     storage = f"sqlite:///{cwd}/study.db"
     seconds: dict[int, list[float]] = {2: [], 1: []}
     for repeat in range(repeats):
-        trials = optuna.load_study(study_name=f"bench-1-{repeat}", storage=storage).trials
+        source = free_study(1, repeat)
+        trials = optuna.load_study(study_name=source, storage=storage).trials
         for jobs in seconds:
             name = f"replay-{jobs}-{repeat}"
             study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
@@ -168,8 +175,7 @@ def replay_sweeps(cwd: Path, repeats: int) -> dict[int, list[float]]:
                 study.enqueue_trial(trial.params)
             elapsed, _ = timed(sweep_command(cwd, name, len(trials), jobs, pair_seed(repeat)), cwd)
             seconds[jobs].append(elapsed)
-            print(f"trials of bench-1-{repeat} replayed, n_jobs={jobs}: {elapsed:6.1f} s",
-                  flush=True)  # fmt: skip
+            print(f"trials of {source} replayed, n_jobs={jobs}: {elapsed:6.1f} s", flush=True)
     return seconds
 
 
@@ -199,7 +205,7 @@ def print_stage_comparison(cwd: Path, repeats: int) -> None:
     )
     means = {}
     for jobs in (2, 1):
-        names = [f"bench-{jobs}-{r}" for r in range(repeats)]
+        names = [free_study(jobs, r) for r in range(repeats)]
         runs = every_trial[every_trial["tags.study"].isin(names)]
         stages = [c for c in runs.columns if c.startswith("metrics.time/")]
         stages = [c for c in stages if c[len("metrics.") :] not in NOT_TRIAL_STAGES]
