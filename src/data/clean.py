@@ -40,7 +40,7 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     "missing_customer": {"enabled": True},
     "test_accounts": {"enabled": True, "ids": [], "pattern": r"(?i)^\s*(test|тест)"},
     "duplicates": {"enabled": True},
-    "date_window": {"enabled": True, "start": "2000-01-01", "end": None},
+    "date_window": {"enabled": True, "start": "1970-01-01", "end": None, "last_days": None},
     "returns": {"enabled": True, "mode": "net"},
     "non_positive": {"enabled": True},
     "line_outliers": {
@@ -238,6 +238,16 @@ def resolve_rules(rules: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
             raise UserError(f"clean.{name}.k={cfg['k']}: expected a non-negative number")
         if cfg["threshold"] is not None and _number(cfg, name, "threshold") <= 0:
             raise UserError(f"clean.{name}.threshold={cfg['threshold']}: expected rubles > 0")
+    last_days = resolved["date_window"]["last_days"]
+    if last_days is not None and (
+        isinstance(last_days, bool | str)
+        or not float(_number(resolved["date_window"], "date_window", "last_days")).is_integer()
+        or float(last_days) < 1
+    ):
+        raise UserError(
+            f"clean.date_window.last_days={last_days!r}: expected a whole number of days >= 1, "
+            "or null for no bound relative to the export's last date"
+        )
     cfg = resolved["test_accounts"]
     if cfg["pattern"]:
         try:
@@ -338,25 +348,46 @@ def _duplicates(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:
 
 
 def _date_window(frame: pd.DataFrame, cfg: Mapping, today: pd.Timestamp) -> _Outcome:
-    """Keep lines from `start` through the whole day of `end` (or of today: no future sales)."""
+    """Keep lines from `start` through the whole day of `end` (or of today: no future sales), and
+    with `last_days`, only the last that many days up to the latest date left in that window."""
     start = _timestamp(cfg["start"], "clean.date_window.start")
     end = _timestamp(cfg["end"], "clean.date_window.end") or today
     stop = end.normalize() + pd.Timedelta(days=1)
     dates = frame[DATE]
     early = (dates < start).fillna(False).to_numpy(dtype=bool) if start is not None else None
-    late = (dates >= stop).fillna(False).to_numpy(dtype=bool)
     early = np.zeros(len(frame), dtype=bool) if early is None else early
+    late = (dates >= stop).fillna(False).to_numpy(dtype=bool)
+    detail: dict[str, Any] = {
+        "start": None if start is None else start.date().isoformat(),
+        "end": end.date().isoformat(),
+        "end_from": "today" if cfg["end"] in (None, "") else "setting",
+        "before_start": int(early.sum()),
+        "after_end": int(late.sum()),
+    }
     since = f"before {start:%d.%m.%Y} or " if start is not None else ""
-    return _Outcome(
-        frame[~(early | late)],
-        f"lines dated {since}after {end:%d.%m.%Y} (export errors) removed",
-        detail={
-            "start": None if start is None else start.date().isoformat(),
-            "end": end.date().isoformat(),
-            "before_start": int(early.sum()),
-            "after_end": int(late.sum()),
-        },
-    )
+    description = f"lines dated {since}after {end:%d.%m.%Y} (export errors) removed"
+    remove = early | late
+    if cfg["last_days"] is not None:
+        days = int(cfg["last_days"])
+        in_window = dates[~remove]
+        last = in_window.max() if len(in_window) else None
+        first_kept = None if last is None else last.normalize() - pd.Timedelta(days=days - 1)
+        older = np.zeros(len(frame), dtype=bool)
+        if first_kept is not None:
+            older = ((dates < first_kept).fillna(False).to_numpy(dtype=bool)) & ~remove
+        remove = remove | older
+        detail |= {
+            "last_days": days,
+            "last_date": None if last is None else last.date().isoformat(),
+            "relative_start": None if first_kept is None else first_kept.date().isoformat(),
+            "before_relative_start": int(older.sum()),
+        }
+        if first_kept is not None:
+            description += (
+                f"; only the last {days} days up to the export's last date kept "
+                f"(from {first_kept:%d.%m.%Y})"
+            )
+    return _Outcome(frame[~remove], description, detail=detail)
 
 
 def _returns(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:

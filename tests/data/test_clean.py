@@ -101,20 +101,61 @@ def test_duplicates_drops_exact_repeats_only():
     assert report.step("duplicates").rows_removed == 1
 
 
-def test_date_window_with_explicit_today():
+def test_date_window_keeps_every_year_from_1970_through_today_by_default():
     data = frame(
         [
-            ("c1", "1999-12-31 23:59", 1.0, "A", 1.0),
-            ("c1", "2000-01-01 00:00", 2.0, "A", 1.0),
-            ("c1", "2024-06-30 23:00", 3.0, "A", 1.0),  # later today: still today, kept
-            ("c1", "2024-07-01 00:00", 4.0, "A", 1.0),  # tomorrow: an export error
-            ("c1", "2031-01-01", 5.0, "A", 1.0),
+            ("c1", "1969-12-31 23:59", 1.0, "A", 1.0),
+            ("c1", "1970-01-01 00:00", 2.0, "A", 1.0),
+            ("c1", "1997-03-05", 3.0, "A", 1.0),  # an archived store's old years are kept
+            ("c1", "2024-06-30 23:00", 4.0, "A", 1.0),  # later today: still today, kept
+            ("c1", "2024-07-01 00:00", 5.0, "A", 1.0),  # tomorrow: an export error
+            ("c1", "2031-01-01", 6.0, "A", 1.0),
         ]
     )
     out, report = run(data, only("date_window"))
-    assert out["amount"].tolist() == [2.0, 3.0]
+    assert out["amount"].tolist() == [2.0, 3.0, 4.0]
     detail = report.step("date_window").detail
-    assert detail == {"start": "2000-01-01", "end": "2024-06-30", "before_start": 1, "after_end": 2}
+    assert detail == {
+        "start": "1970-01-01",
+        "end": "2024-06-30",
+        "end_from": "today",
+        "before_start": 1,
+        "after_end": 2,
+    }
+
+
+def test_date_window_last_days_counts_back_from_the_exports_last_date_in_the_window():
+    data = frame(
+        [
+            ("c1", "2023-12-31 23:59", 1.0, "A", 1.0),  # older than the last 30 days: removed
+            ("c1", "2024-01-01 00:00", 2.0, "A", 1.0),  # first kept day (31.01 minus 29 days)
+            ("c1", "2024-01-31 18:00", 3.0, "A", 1.0),  # the export's last real date
+            ("c1", "2030-05-05", 4.0, "A", 1.0),  # future: removed, and does not anchor the bound
+        ]
+    )
+    out, report = run(data, only("date_window", date_window={"last_days": 31}))
+    assert out["amount"].tolist() == [2.0, 3.0]
+    record = report.step("date_window")
+    assert record.detail == {
+        "start": "1970-01-01",
+        "end": "2024-06-30",
+        "end_from": "today",
+        "before_start": 0,
+        "after_end": 1,
+        "last_days": 31,
+        "last_date": "2024-01-31",
+        "relative_start": "2024-01-01",
+        "before_relative_start": 1,
+    }
+    assert "only the last 31 days up to the export's last date kept (from 01.01.2024)" in (
+        record.description
+    )
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, "week", True])
+def test_date_window_last_days_must_be_a_whole_number_of_days(value):
+    with pytest.raises(UserError, match=r"clean\.date_window\.last_days="):
+        resolve_rules({"date_window": {"last_days": value}})
 
 
 def test_date_window_explicit_end_and_start_include_their_whole_days():
