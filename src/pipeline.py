@@ -27,6 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_limits
 
+from src.currency import Currency, currency
 from src.data.clean import CleaningReport, clean_transactions, freeze_thresholds
 from src.data.load import read_export, to_canonical
 from src.data.synthetic import default_sample_path, truth_path
@@ -136,7 +137,9 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
             dayfirst=bool(cfg.data.dayfirst),
         )
     with watch.stage("clean"):
-        transactions, report = clean_transactions(loaded, OmegaConf.to_container(cfg.clean))
+        transactions, report = clean_transactions(
+            loaded, OmegaConf.to_container(cfg.clean), currency_code=cfg.data.currency
+        )
     log.info("cleaning report\n%s", report.to_table())
     if transactions.empty:
         raise UserError(f"{source}: no rows left after cleaning; see the cleaning report above")
@@ -211,17 +214,18 @@ def _exploratory_figures(
 ) -> dict[str, Figure]:
     """Plots of the data itself, drawn once per data set (a sweep's trials share them). The
     features' transform depends on `features.*` only, so its before/after view belongs here."""
+    money = currency(report.currency)
     transformed = pd.DataFrame(
         make_transformer(transform, seed=seed).fit_transform(rfm),
         index=rfm.index,
         columns=rfm.columns,
     )
     return {
-        "eda_rfm_distributions": plots.rfm_distributions(rfm, transformed),
-        "eda_monthly_revenue": plots.monthly_revenue(transactions),
-        "eda_order_value": plots.order_value_distribution(transactions),
+        "eda_rfm_distributions": plots.rfm_distributions(rfm, transformed, money),
+        "eda_monthly_revenue": plots.monthly_revenue(transactions, money),
+        "eda_order_value": plots.order_value_distribution(transactions, money),
         "eda_orders_per_customer": plots.orders_per_customer(rfm),
-        "eda_rfm_pairwise": plots.rfm_pairwise(rfm),
+        "eda_rfm_pairwise": plots.rfm_pairwise(rfm, money=money),
         "eda_cleaning_waterfall": plots.cleaning_waterfall(report.to_dict()),
     }
 
@@ -317,10 +321,14 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
     if data.truth is not None:
         validation |= truth_scores(segments, data.truth)
 
+    money = currency(data.cleaning.currency)
+
     def draw() -> dict[str, Figure]:
-        figures = _segment_figures(X, X_fit, embedding, labels_fit, labels, profile, fitted, rfm)
+        figures = _segment_figures(
+            X, X_fit, embedding, labels_fit, labels, profile, fitted, rfm, money
+        )
         if baseline is not None:
-            figures |= _holdout_figures(data.future.loc[rfm.index], labels, baseline, names)
+            figures |= _holdout_figures(data.future.loc[rfm.index], labels, baseline, names, money)
         return figures
 
     metrics = (
@@ -385,17 +393,22 @@ def _holdout_verdict(metrics: dict[str, float], cutoff: pd.Timestamp, days: int)
 
 
 def _holdout_figures(
-    future: pd.DataFrame, labels: np.ndarray, baseline: np.ndarray, names: dict[int, str]
+    future: pd.DataFrame,
+    labels: np.ndarray,
+    baseline: np.ndarray,
+    names: dict[int, str],
+    money: Currency,
 ) -> dict[str, Figure]:
     table = future.assign(segment=labels, baseline=baseline)
     groups = {g: f"quintile group {g + 1}" for g in np.unique(baseline).tolist()}
     return {
         "holdout_future_spend": plots.future_spend_by_segment(
-            table, "segment", names, "Future spend per segment (hold-out window)"
+            table, "segment", names, "Future spend per segment (hold-out window)", money
         ),
         "holdout_baseline_future_spend": plots.future_spend_by_segment(
             table, "baseline", groups,
             "Future spend per RFM quintile group (textbook baseline, same number of groups)",
+            money,
         ),
     }  # fmt: skip
 
@@ -494,6 +507,7 @@ def _segment_figures(
     profile: pd.DataFrame,
     fitted: FittedClassifier,
     rfm: pd.DataFrame,
+    money: Currency,
 ) -> dict[str, Figure]:
     names = dict(zip(profile["segment_id"], profile["segment_name"], strict=True))
     if embedding.shape[1] == 2:
@@ -504,7 +518,7 @@ def _segment_figures(
     transformed = pd.DataFrame(X, index=rfm.index, columns=rfm.columns)
     ordered_names = [names[i] for i in sorted(names)]
     return {
-        "snake_plot": plots.snake_plot(transformed, labels, names),
+        "snake_plot": plots.snake_plot(transformed, labels, names, money),
         "embedding": plots.embedding_scatter(view, labels_fit, names, title),
         "segment_sizes": plots.segment_bars(profile),
         "silhouette": plots.silhouette_plot(X_fit, labels_fit, names),
@@ -512,6 +526,9 @@ def _segment_figures(
             fitted.y_test, fitted.y_pred, ordered_names
         ),
         "feature_importance": plots.feature_importance_plot(
-            list(rfm.columns), fitted.importances(), "Permutation importance (drop in F1 macro)"
+            list(rfm.columns),
+            fitted.importances(),
+            "Permutation importance (drop in F1 macro)",
+            money,
         ),
     }

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from src.currency import Currency, currency
 from src.pipeline import PreparedData, RunResult
 
 KEY_METRICS = (
@@ -27,7 +28,7 @@ KEY_METRICS = (
 )
 
 
-def segment_table(profile: pd.DataFrame) -> str:
+def segment_table(profile: pd.DataFrame, money: Currency) -> str:
     table = pd.DataFrame(
         {
             "segment": profile["segment_name"],
@@ -35,7 +36,7 @@ def segment_table(profile: pd.DataFrame) -> str:
             "revenue": profile["revenue_share"].map("{:.1%}".format),
             "R mean, days": profile["recency_mean"].map("{:,.0f}".format),
             "F mean, orders": profile["frequency_mean"].map("{:,.1f}".format),
-            "M mean, ₽": profile["monetary_mean"].map("{:,.0f}".format),
+            f"M mean, {money.symbol}": profile["monetary_mean"].map(money.number),
         }
     )
     return table.to_string(index=False)
@@ -52,7 +53,7 @@ def print_summary(
     for note in result.notes:
         print(f"note: {note}")
     print()
-    print(segment_table(result.profile))
+    print(segment_table(result.profile, currency(data.cleaning.currency)))
     print()
     for key in KEY_METRICS:
         if key in result.metrics:

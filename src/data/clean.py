@@ -2,7 +2,7 @@
 
 Each rule is a named step with its own settings block (``conf/clean/default.yaml``), applied in the
 fixed order of ``STEP_ORDER``. Every step records what it removed or changed, in lines and in
-rubles, so a marketer can see where the export's money went (``CleaningReport``). Optional columns
+the store's currency (`data.currency`), so a marketer can see where the export's money went (``CleaningReport``). Optional columns
 of the canonical table may be absent; every rule works without them.
 """
 
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.currency import DEFAULT as DEFAULT_CURRENCY
+from src.currency import Currency, currency
 from src.data.schema import AMOUNT, CUSTOMER_ID, DATE, PRODUCT_ID, QUANTITY
 from src.errors import UserError
 
@@ -79,8 +81,8 @@ class StepRecord:
     rows_out: int
     rows_removed: int
     rows_modified: int
-    rubles_in: float
-    rubles_out: float
+    amount_in: float
+    amount_out: float
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,19 +94,21 @@ class StepRecord:
             "rows_out": int(self.rows_out),
             "rows_removed": int(self.rows_removed),
             "rows_modified": int(self.rows_modified),
-            "rubles_in": _money(self.rubles_in),
-            "rubles_out": _money(self.rubles_out),
-            "rubles_change": _money(self.rubles_out - self.rubles_in),
+            "amount_in": _money(self.amount_in),
+            "amount_out": _money(self.amount_out),
+            "amount_change": _money(self.amount_out - self.amount_in),
             "detail": _plain(self.detail),
         }
 
 
 @dataclass
 class CleaningReport:
-    """The raw export's size and every step's record, in the order the steps ran."""
+    """The raw export's size and every step's record, in the order the steps ran. Amounts are in
+    `currency` (an ISO 4217 code, `data.currency`)."""
 
     rows_raw: int
-    rubles_raw: float
+    amount_raw: float
+    currency: str = DEFAULT_CURRENCY
     steps: list[StepRecord] = field(default_factory=list)
 
     @property
@@ -112,8 +116,8 @@ class CleaningReport:
         return self.steps[-1].rows_out if self.steps else self.rows_raw
 
     @property
-    def rubles_clean(self) -> float:
-        return self.steps[-1].rubles_out if self.steps else self.rubles_raw
+    def amount_clean(self) -> float:
+        return self.steps[-1].amount_out if self.steps else self.amount_raw
 
     def step(self, name: str) -> StepRecord:
         for record in self.steps:
@@ -126,15 +130,20 @@ class CleaningReport:
         return {
             "rows_raw": int(self.rows_raw),
             "rows_clean": int(self.rows_clean),
-            "rubles_raw": _money(self.rubles_raw),
-            "rubles_clean": _money(self.rubles_clean),
+            "currency": self.currency,
+            "amount_raw": _money(self.amount_raw),
+            "amount_clean": _money(self.amount_clean),
             "steps": [record.to_dict() for record in self.steps],
         }
 
     def to_table(self) -> str:
         """Aligned plain-text table for the console, one line per step, thousands separated."""
-        header = ("step", "lines removed", "lines changed", "lines left", "₽ change", "₽ left", "")
-        rows = [("raw export", "", "", f"{self.rows_raw:,}", "", f"{self.rubles_raw:,.0f}", "")]
+        money = currency(self.currency)
+        header = (
+            "step", "lines removed", "lines changed", "lines left",
+            f"{money.symbol} change", f"{money.symbol} left", "",
+        )  # fmt: skip
+        rows = [("raw export", "", "", f"{self.rows_raw:,}", "", money.number(self.amount_raw), "")]
         for r in self.steps:
             rows.append(
                 (
@@ -142,8 +151,8 @@ class CleaningReport:
                     f"{r.rows_removed:,}",
                     f"{r.rows_modified:,}",
                     f"{r.rows_out:,}",
-                    f"{r.rubles_out - r.rubles_in:+,.0f}",
-                    f"{r.rubles_out:,.0f}",
+                    money.number(r.amount_out - r.amount_in, signed=True),
+                    money.number(r.amount_out),
                     r.description,
                 )
             )
@@ -153,8 +162,8 @@ class CleaningReport:
                 f"{sum(r.rows_removed for r in self.steps):,}",
                 f"{sum(r.rows_modified for r in self.steps):,}",
                 f"{self.rows_clean:,}",
-                f"{self.rubles_clean - self.rubles_raw:+,.0f}",
-                f"{self.rubles_clean:,.0f}",
+                money.number(self.amount_clean - self.amount_raw, signed=True),
+                money.number(self.amount_clean),
                 "",
             )
         )
@@ -197,7 +206,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _rubles(frame: pd.DataFrame) -> float:
+def _amount(frame: pd.DataFrame) -> float:
     """Sum of amount; NaN amounts count as 0."""
     return float(frame[AMOUNT].sum()) if len(frame) else 0.0
 
@@ -237,7 +246,10 @@ def resolve_rules(rules: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
         if _number(cfg, name, "k") < 0:
             raise UserError(f"clean.{name}.k={cfg['k']}: expected a non-negative number")
         if cfg["threshold"] is not None and _number(cfg, name, "threshold") <= 0:
-            raise UserError(f"clean.{name}.threshold={cfg['threshold']}: expected rubles > 0")
+            raise UserError(
+                f"clean.{name}.threshold={cfg['threshold']}: expected an amount > 0 "
+                "(in data.currency)"
+            )
     last_days = resolved["date_window"]["last_days"]
     if last_days is not None and (
         isinstance(last_days, bool | str)
@@ -396,7 +408,7 @@ def _returns(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:
     detail: dict[str, Any] = {
         "mode": cfg["mode"],
         "return_lines": int(is_return.sum()),
-        "return_rubles": float(-amount[is_return].sum()),
+        "return_amount": float(-amount[is_return].sum()),
     }
     if cfg["mode"] == "keep":
         return _Outcome(frame, "return lines kept as negative amounts", detail=detail)
@@ -411,7 +423,7 @@ def _net_returns(
     frame: pd.DataFrame, amount: np.ndarray, is_return: np.ndarray, detail: dict[str, Any]
 ) -> _Outcome:
     """Match each return to the customer's latest purchase (of the same product, when known)
-    dated at or before it, and take the returned rubles and units off that purchase."""
+    dated at or before it, and take the returned amount and units off that purchase."""
     by = [CUSTOMER_ID] + ([PRODUCT_ID] if PRODUCT_ID in frame.columns else [])
     keys = pd.DataFrame(
         {"_pos": np.arange(len(frame)), DATE: frame[DATE].to_numpy()}
@@ -456,7 +468,7 @@ def _net_returns(
             "matched_by": by,
             "returns_matched": int(source.size),
             "returns_unmatched": int(unmatched.sum()),
-            "rubles_unmatched": float(-amount[unmatched].sum()),
+            "amount_unmatched": float(-amount[unmatched].sum()),
             "purchases_netted": int(delta.size),
         },
     )
@@ -479,7 +491,7 @@ def _non_positive(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:
 
 def upper_fence(values: np.ndarray, method: str, q: float, k: float) -> float | None:
     """Largest plausible value: the q-quantile, or Q3 + k*IQR on the log scale (spend is roughly
-    log-normal, so fences on rubles directly would flag ordinary big baskets). None when no
+    log-normal, so fences on amounts directly would flag ordinary big baskets). None when no
     positive values."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
@@ -502,10 +514,10 @@ def _fence_label(cfg: Mapping) -> str:
         return "fixed threshold"
     if cfg["method"] == "quantile":
         return f"{float(cfg['q']):.4%} quantile"
-    return f"Q3 + {float(cfg['k']):g} IQR of log rubles"
+    return f"Q3 + {float(cfg['k']):g} IQR of log amounts"
 
 
-def _line_outliers(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:
+def _line_outliers(frame: pd.DataFrame, cfg: Mapping, money: Currency) -> _Outcome:
     amount = frame[AMOUNT].to_numpy(dtype=float)
     threshold = _fence(amount, cfg)
     above = amount > threshold if threshold is not None else np.zeros(len(frame), dtype=bool)
@@ -514,10 +526,10 @@ def _line_outliers(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:
         "action": cfg["action"],
         "threshold": threshold,
         "lines_above": int(above.sum()),
-        "rubles_above_threshold": float((amount[above] - threshold).sum()) if above.any() else 0.0,
+        "amount_above_threshold": float((amount[above] - threshold).sum()) if above.any() else 0.0,
         "largest_line": float(np.nanmax(amount)) if np.isfinite(amount).any() else None,
     }
-    limit = f"{threshold:,.0f} ₽" if threshold is not None else "the threshold"
+    limit = money.amount(threshold) if threshold is not None else "the threshold"
     if cfg["action"] == "drop":
         return _Outcome(
             frame[~above], f"single lines above {limit} (likely typos) removed", detail=detail
@@ -532,7 +544,7 @@ def _line_outliers(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:
     return _Outcome(frame, f"single lines above {limit} counted, left as they are", detail=detail)
 
 
-def _customer_outliers(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:
+def _customer_outliers(frame: pd.DataFrame, cfg: Mapping, money: Currency) -> _Outcome:
     totals = frame.groupby(CUSTOMER_ID, dropna=True, observed=True, sort=False)[AMOUNT].sum()
     threshold = _fence(totals.to_numpy(dtype=float), cfg)
     flagged = totals[totals > threshold] if threshold is not None else totals.iloc[:0]
@@ -545,10 +557,10 @@ def _customer_outliers(frame: pd.DataFrame, cfg: Mapping) -> _Outcome:
         "customers": int(totals.size),
         "customers_above": int(flagged.size),
         "lines_of_customers_above": int(lines.sum()),
-        "rubles_above_threshold": float((flagged - threshold).sum()) if flagged.size else 0.0,
+        "amount_above_threshold": float((flagged - threshold).sum()) if flagged.size else 0.0,
         "examples": [str(c) for c in flagged.sort_values(ascending=False).index[:_EXAMPLES]],
     }
-    limit = f"{threshold:,.0f} ₽" if threshold is not None else "the threshold"
+    limit = money.amount(threshold) if threshold is not None else "the threshold"
     if cfg["action"] == "drop":
         return _Outcome(
             frame[~lines],
@@ -579,20 +591,24 @@ _STEPS: dict[str, Step] = {
     "date_window": _date_window,  # bound to `today` in clean_transactions
     "returns": _returns,
     "non_positive": _non_positive,
-    "line_outliers": _line_outliers,
+    "line_outliers": _line_outliers,  # bound to the currency in clean_transactions
     "customer_outliers": _customer_outliers,
 }
 
 
 # -------------------------------------------------------------------------------------------- API
 def clean_transactions(
-    frame: pd.DataFrame, rules: Mapping[str, Any] | None, today: pd.Timestamp | None = None
+    frame: pd.DataFrame,
+    rules: Mapping[str, Any] | None,
+    today: pd.Timestamp | None = None,
+    currency_code: str = DEFAULT_CURRENCY,
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Apply the cleaning rules in STEP_ORDER; return the clean lines and what each step did.
 
     `rules` is the plain-dict form of conf/clean/default.yaml (steps left out get the defaults).
     `today` is the wall clock for `date_window.end: null` (default: now); lines after it are
-    export errors. The input is never mutated; surviving rows keep their index labels so they can
+    export errors. `currency_code` (`data.currency`) names the amounts' currency in the report.
+    The input is never mutated; surviving rows keep their index labels so they can
     be traced back to the export.
     """
     missing = [col for col in (CUSTOMER_ID, DATE, AMOUNT) if col not in frame.columns]
@@ -600,13 +616,18 @@ def clean_transactions(
         raise UserError(f"transactions: required column '{missing[0]}' is missing before cleaning")
     config = resolve_rules(rules)
     now = _timestamp(today if today is not None else pd.Timestamp.now(), "today")
-    steps = _STEPS | {"date_window": partial(_date_window, today=now)}
+    money = currency(currency_code)
+    steps = _STEPS | {
+        "date_window": partial(_date_window, today=now),
+        "line_outliers": partial(_line_outliers, money=money),
+        "customer_outliers": partial(_customer_outliers, money=money),
+    }
 
-    report = CleaningReport(rows_raw=len(frame), rubles_raw=_rubles(frame))
+    report = CleaningReport(rows_raw=len(frame), amount_raw=_amount(frame), currency=money.code)
     current = frame
     for name in STEP_ORDER:
         cfg = config[name]
-        rows_in, rubles_in = len(current), _rubles(current)
+        rows_in, amount_in = len(current), _amount(current)
         if not cfg["enabled"]:
             report.steps.append(
                 StepRecord(
@@ -617,8 +638,8 @@ def clean_transactions(
                     rows_in,
                     0,
                     0,
-                    rubles_in,
-                    rubles_in,
+                    amount_in,
+                    amount_in,
                 )
             )
             continue
@@ -633,8 +654,8 @@ def clean_transactions(
                 rows_out=len(current),
                 rows_removed=rows_in - len(current),
                 rows_modified=outcome.rows_modified,
-                rubles_in=rubles_in,
-                rubles_out=_rubles(current),
+                amount_in=amount_in,
+                amount_out=_amount(current),
                 detail=outcome.detail,
             )
         )

@@ -2,7 +2,8 @@
 
 Figures are built as ``matplotlib.figure.Figure`` objects, never through pyplot, so nothing leaks
 into global state and everything works headless. They are meant to be read by a marketer at a
-glance: titles say what is shown, axes carry units (₽, days, orders), numbers have thousands
+glance: titles say what is shown, axes carry units (the store's currency from `data.currency`,
+days, orders), numbers have thousands
 separators, skewed axes are logarithmic and say so, and every segment keeps one colour across all
 figures (``segment_colors``; noise, id -1, is always grey).
 """
@@ -23,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
+from src.currency import Currency, currency
 from src.data.schema import AMOUNT, CUSTOMER_ID, DATE, FREQUENCY, MONETARY, ORDER_ID, RECENCY
 
 NOISE = -1
@@ -46,16 +48,26 @@ _HORIZONTAL_BOX: dict[str, Any] = (
     else {"vert": False}
 )
 
-FEATURE_LABELS = {
-    RECENCY: "Recency, days since last order",
-    FREQUENCY: "Frequency, orders",
-    MONETARY: "Monetary, ₽ spent",
-}
-FEATURE_TICKS = {
-    RECENCY: "recency\n(days since\nlast order)",
-    FREQUENCY: "frequency\n(orders)",
-    MONETARY: "monetary\n(₽ spent)",
-}
+RUB = currency(None)  # the default store's currency; every money-showing figure takes `money`
+
+
+def feature_label(feature: str, money: Currency = RUB) -> str:
+    """Axis label of an RFM feature with its unit: "Monetary, £ spent"."""
+    labels = {
+        RECENCY: "Recency, days since last order",
+        FREQUENCY: "Frequency, orders",
+        MONETARY: f"Monetary, {money.symbol} spent",
+    }
+    return labels.get(feature, feature)
+
+
+def _feature_tick(feature: str, money: Currency) -> str:
+    ticks = {
+        RECENCY: "recency\n(days since\nlast order)",
+        FREQUENCY: "frequency\n(orders)",
+        MONETARY: f"monetary\n({money.symbol} spent)",
+    }
+    return ticks.get(feature, str(feature))
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -127,26 +139,6 @@ def _short(value: float) -> str:
     return f"{sign}{v:.2g}"
 
 
-def _rubles(value: float) -> str:
-    """Money for annotations: 1,234 ₽, 12.3M ₽, 1.23bn ₽."""
-    v = abs(value)
-    sign = "−" if value < 0 else ""
-    if v >= 1e9:
-        return f"{sign}{v / 1e9:,.2f}bn ₽"
-    if v >= 1e7:
-        return f"{sign}{v / 1e6:,.1f}M ₽"
-    return f"{sign}{v:,.0f} ₽"
-
-
-def _ruble_unit(max_value: float) -> tuple[float, str]:
-    """Divisor and unit name that keep ruble tick labels short."""
-    if max_value >= 1e6:
-        return 1e6, "₽ million"
-    if max_value >= 1e4:
-        return 1e3, "₽ thousand"
-    return 1.0, "₽"
-
-
 def _thousands(axis: Any, decimals: int = 0) -> None:
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.{decimals}f}"))
 
@@ -205,7 +197,7 @@ def _scatter_alpha(n: int) -> float:
 
 
 # ----------------------------------------------------------------------------- exploratory figures
-def monthly_revenue(transactions: pd.DataFrame) -> Figure:
+def monthly_revenue(transactions: pd.DataFrame, money: Currency = RUB) -> Figure:
     """Revenue (bars) and orders (line, right axis) per calendar month: trend and seasonality."""
     title = "Revenue and orders per month"
     if transactions.empty:
@@ -230,7 +222,7 @@ def monthly_revenue(transactions: pd.DataFrame) -> Figure:
     grouped = grouped.reindex(full, fill_value=0)
     months = grouped.index.to_timestamp()
 
-    divisor, unit = _ruble_unit(float(grouped["revenue"].abs().max()))
+    divisor, unit = money.unit(float(grouped["revenue"].abs().max()))
     fig = _figure(9, 5)
     ax = fig.add_subplot()
     x = np.arange(len(grouped))
@@ -269,13 +261,13 @@ def monthly_revenue(transactions: pd.DataFrame) -> Figure:
     _titles(
         ax,
         title,
-        f"{months[0]:%b %Y} – {months[-1]:%b %Y}: {_rubles(total)} from "
+        f"{months[0]:%b %Y} – {months[-1]:%b %Y}: {money.compact(total)} from "
         f"{_number(grouped['orders'].sum())} orders",
     )
     return fig
 
 
-def order_value_distribution(transactions: pd.DataFrame) -> Figure:
+def order_value_distribution(transactions: pd.DataFrame, money: Currency = RUB) -> Figure:
     """How much an order is worth: histogram on a log axis with the median and 95th percentile."""
     title = "How much customers spend per order"
     values = _order_values(transactions).to_numpy(dtype=float)
@@ -296,21 +288,21 @@ def order_value_distribution(transactions: pd.DataFrame) -> Figure:
     _log_ticks(ax.xaxis, lo, hi)
     median, p95 = np.median(positive), np.quantile(positive, 0.95)
     ax.axvline(median, color="#E45756", linestyle="--", linewidth=1.8,
-               label=f"median: {_rubles(median)}")  # fmt: skip
+               label=f"median: {money.compact(median)}")  # fmt: skip
     ax.axvline(p95, color="#F58518", linestyle=":", linewidth=2.0,
-               label=f"95% of orders below {_rubles(p95)}")  # fmt: skip
-    ax.set_xlabel("Order value, ₽ (log scale)")
+               label=f"95% of orders below {money.compact(p95)}")  # fmt: skip
+    ax.set_xlabel(f"Order value, {money.symbol} (log scale)")
     ax.set_ylabel("Orders")
     _thousands(ax.yaxis)
     ax.legend(loc="best", framealpha=0.95)  # the lines pass behind it, not through the text
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     dropped = len(values) - len(positive)
-    note = f"{_number(len(positive))} orders, mean {_rubles(positive.mean())}"
+    note = f"{_number(len(positive))} orders, mean {money.compact(positive.mean())}"
     if outside:
         note += f"; {_number(outside)} extreme orders beyond the axis"
     if dropped:
-        note += f"; {_number(dropped)} orders with value ≤ 0 ₽ not shown"
+        note += f"; {_number(dropped)} orders with value ≤ {money.amount(0)} not shown"
     _titles(ax, title, note)
     return fig
 
@@ -346,7 +338,9 @@ def orders_per_customer(rfm: pd.DataFrame) -> Figure:
     return fig
 
 
-def rfm_pairwise(rfm: pd.DataFrame, max_points: int = 5000, seed: int = 0) -> Figure:
+def rfm_pairwise(
+    rfm: pd.DataFrame, max_points: int = 5000, seed: int = 0, money: Currency = RUB
+) -> Figure:
     """Scatter matrix of recency, frequency and monetary (histograms on the diagonal)."""
     features = [c for c in (RECENCY, FREQUENCY, MONETARY) if c in rfm.columns]
     title = "Recency, frequency and monetary value per customer"
@@ -389,9 +383,9 @@ def rfm_pairwise(rfm: pd.DataFrame, max_points: int = 5000, seed: int = 0) -> Fi
                            linewidths=0, rasterized=True)  # fmt: skip
             ax.grid(alpha=0.25)
             if i == k - 1:
-                ax.set_xlabel(_axis_name(col, logs[col]), fontsize=9)
+                ax.set_xlabel(_axis_name(col, logs[col], money), fontsize=9)
             if j == 0:
-                ax.set_ylabel(_axis_name(row, logs[row]), fontsize=9)
+                ax.set_ylabel(_axis_name(row, logs[row], money), fontsize=9)
             ax.tick_params(labelsize=8)
     for c_idx, c in enumerate(features):
         for ax in axes[:, c_idx]:
@@ -448,13 +442,19 @@ def _display_cut(raw: np.ndarray) -> tuple[float, str]:
     return cut, "1%"
 
 
-def _axis_name(feature: str, log: bool) -> str:
-    base = {RECENCY: "Recency, days", FREQUENCY: "Frequency, orders", MONETARY: "Monetary, ₽"}
+def _axis_name(feature: str, log: bool, money: Currency) -> str:
+    base = {
+        RECENCY: "Recency, days",
+        FREQUENCY: "Frequency, orders",
+        MONETARY: f"Monetary, {money.symbol}",
+    }
     name = base.get(feature, feature)
     return f"{name}\n(log scale)" if log else name
 
 
-def rfm_distributions(rfm: pd.DataFrame, transformed: pd.DataFrame) -> Figure:
+def rfm_distributions(
+    rfm: pd.DataFrame, transformed: pd.DataFrame, money: Currency = RUB
+) -> Figure:
     """Each feature before (raw units) and after the transform: what the clusterer actually sees."""
     features = [c for c in (RECENCY, FREQUENCY, MONETARY) if c in rfm.columns]
     title = "RFM features before and after the transform"
@@ -477,8 +477,8 @@ def rfm_distributions(rfm: pd.DataFrame, transformed: pd.DataFrame) -> Figure:
         beyond = int((raw > cut).sum())
         shown = raw[raw <= cut]
         left.hist(shown, bins=_bins(shown, (0.0, 1.0), False), color="#4C78A8")
-        unit = {RECENCY: "days", FREQUENCY: "orders", MONETARY: "₽"}.get(feature, "")
-        left.set_xlabel(FEATURE_LABELS.get(feature, feature), fontsize=9)
+        unit = {RECENCY: "days", FREQUENCY: "orders", MONETARY: money.symbol}.get(feature, "")
+        left.set_xlabel(feature_label(feature, money), fontsize=9)
         _thousands(left.xaxis)
         if beyond:
             left.text(0.98, 0.95, f"{_number(beyond)} customers above\n{_short(cut)} {unit} "
@@ -501,15 +501,16 @@ def rfm_distributions(rfm: pd.DataFrame, transformed: pd.DataFrame) -> Figure:
 
 def cleaning_waterfall(report: Mapping[str, Any]) -> Figure:
     """Lines left after each cleaning step, from the raw export to the clean table, with the
-    lines removed and the rubles changed by each step."""
+    lines removed and the amount changed by each step, in the report's currency."""
+    money = currency(report.get("currency"))
     rows_raw, rows_clean = int(report["rows_raw"]), int(report["rows_clean"])
-    rubles_raw, rubles_clean = float(report["rubles_raw"]), float(report["rubles_clean"])
+    amount_raw, amount_clean = float(report["amount_raw"]), float(report["amount_clean"])
     steps = list(report.get("steps", []))
     title = f"Cleaning: {_number(rows_raw)} raw lines → {_number(rows_clean)} clean lines"
 
     labels = ["raw export"]
     spans: list[tuple[float, float]] = [(0.0, rows_raw)]
-    notes = [_rubles(rubles_raw)]
+    notes = [money.compact(amount_raw)]
     kinds = ["total"]
     for step in steps:
         name = str(step["name"]).replace("_", " ")
@@ -520,19 +521,18 @@ def cleaning_waterfall(report: Mapping[str, Any]) -> Figure:
             kinds.append("off")
             continue
         removed, modified = int(step["rows_removed"]), int(step.get("rows_modified", 0))
-        change = float(step["rubles_out"]) - float(step["rubles_in"])
+        change = float(step["amount_out"]) - float(step["amount_in"])
         parts = [f"−{_number(removed)} lines" if removed else "no lines removed"]
         if modified:
             parts.append(f"{_number(modified)} changed")
-        parts.append(f"{'+' if change > 0 else ''}{_rubles(change)}" if abs(change) >= 0.5
-                     else "0 ₽")  # fmt: skip
+        parts.append(money.compact(change, signed=True))
         labels.append(name)
         spans.append((float(step["rows_out"]), float(step["rows_in"])))
         notes.append(" · ".join(parts))
         kinds.append("step")
     labels.append("clean")
     spans.append((0.0, rows_clean))
-    notes.append(_rubles(rubles_clean))
+    notes.append(money.compact(amount_clean))
     kinds.append("total")
 
     # Zoom the axis when the steps remove little (< 20%), or their bars would be slivers.
@@ -581,16 +581,21 @@ def cleaning_waterfall(report: Mapping[str, Any]) -> Figure:
     fig.legend(handles=legend, loc="outside lower center", ncol=2, frameon=False, fontsize=8.5)
     removed = rows_raw - rows_clean
     subtitle = (
-        f"{_number(removed)} lines ({removed / rows_raw:.1%}) removed; "
-        if rows_raw
-        else "empty export; "
-    ) + f"rubles {_rubles(rubles_raw)} → {_rubles(rubles_clean)} (right column: per step)"
+        (
+            f"{_number(removed)} lines ({removed / rows_raw:.1%}) removed; "
+            if rows_raw
+            else "empty export; "
+        )
+        + f"amount {money.compact(amount_raw)} → {money.compact(amount_clean)} (right column: per step)"
+    )
     _titles(ax, title, subtitle)
     return fig
 
 
 # --------------------------------------------------------------------------------- segment figures
-def snake_plot(transformed: pd.DataFrame, labels: np.ndarray, names: Mapping[int, str]) -> Figure:
+def snake_plot(
+    transformed: pd.DataFrame, labels: np.ndarray, names: Mapping[int, str], money: Currency = RUB
+) -> Figure:
     """Mean of each standardised feature per segment: how the segments differ, at a glance."""
     labels = np.asarray(labels).astype(int)
     frame = pd.DataFrame(np.asarray(transformed, dtype=float), columns=list(transformed.columns))
@@ -608,7 +613,7 @@ def snake_plot(transformed: pd.DataFrame, labels: np.ndarray, names: Mapping[int
                 linestyle="--" if sid < 0 else "-",
                 label=f"{_segment_label(sid, names)} ({_number(counts[sid])})")  # fmt: skip
     ax.axhline(0, color="0.3", linewidth=1.0, linestyle=":", label="0 = all customers' average")
-    ax.set_xticks(x, [FEATURE_TICKS.get(c, str(c)) for c in frame.columns], fontsize=9)
+    ax.set_xticks(x, [_feature_tick(c, money) for c in frame.columns], fontsize=9)
     ax.set_xlim(-0.25, x[-1] + 0.25)
     ax.set_ylabel("Segment mean (standardised: 0 = average,\n±1 = one standard deviation)")
     ax.grid(alpha=0.3)
@@ -868,7 +873,9 @@ def confusion_matrix_plot(y_true: np.ndarray, y_pred: np.ndarray, names: Sequenc
     return fig
 
 
-def feature_importance_plot(features: Sequence[str], importances: np.ndarray, title: str) -> Figure:
+def feature_importance_plot(
+    features: Sequence[str], importances: np.ndarray, title: str, money: Currency = RUB
+) -> Figure:
     """Which features the classifier relies on, largest at the top."""
     values = np.asarray(importances, dtype=float)
     if len(values) != len(features):
@@ -880,7 +887,7 @@ def feature_importance_plot(features: Sequence[str], importances: np.ndarray, ti
     bars = ax.barh(y, values[order], color=["#4C78A8" if v >= 0 else "#E45756" for v in
                                             values[order]], height=0.6)  # fmt: skip
     ax.bar_label(bars, labels=[f"{v:.3g}" for v in values[order]], padding=3, fontsize=9)
-    ax.set_yticks(y, [FEATURE_LABELS.get(features[i], str(features[i])) for i in order],
+    ax.set_yticks(y, [feature_label(str(features[i]), money) for i in order],
                   fontsize=9.5)  # fmt: skip
     span = max(float(np.abs(values).max()) if len(values) else 1.0, 1e-9)
     ax.set_xlim(min(0.0, float(values.min(initial=0)) * 1.3), span * 1.25)
@@ -893,7 +900,11 @@ def feature_importance_plot(features: Sequence[str], importances: np.ndarray, ti
 
 
 def future_spend_by_segment(
-    holdout: pd.DataFrame, label_column: str, names: Mapping[int, str], title: str
+    holdout: pd.DataFrame,
+    label_column: str,
+    names: Mapping[int, str],
+    title: str,
+    money: Currency = RUB,
 ) -> Figure:
     """Spend in the hold-out period per segment: boxes of what returning customers spent (log
     axis), with the share who bought again and the average per customer beside each box."""
@@ -924,7 +935,7 @@ def future_spend_by_segment(
                 patch.set_facecolor(colors[sid])
                 patch.set_alpha(0.75)
         share = float((values > 0).mean()) if len(values) else 0.0
-        ax.text(1.01, pos, f"{share:.0%} bought again\navg {_rubles(values.mean())} per customer",
+        ax.text(1.01, pos, f"{share:.0%} bought again\navg {money.compact(values.mean())} per customer",
                 transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=8.5)  # fmt: skip
     ax.set_yticks(
         positions,
@@ -944,7 +955,7 @@ def future_spend_by_segment(
         ax.set_xticks([])
         ax.text(0.5, 0.5, "Nobody bought again in the hold-out period", transform=ax.transAxes,
                 ha="center", va="center", fontsize=11)  # fmt: skip
-    ax.set_xlabel("Spend of customers who bought again, ₽ (log scale; box = middle half, "
+    ax.set_xlabel(f"Spend of customers who bought again, {money.symbol} (log scale; box = middle half, "
                   "whiskers = 5th–95th percentile)", fontsize=9)  # fmt: skip
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)

@@ -61,7 +61,7 @@ def test_invalid_values_drops_nat_dates_and_nan_amounts():
     out, report = run(data, only("invalid_values"))
     assert out["amount"].tolist() == [100.0]
     assert report.step("invalid_values").detail == {"bad_date": 1, "bad_amount": 1}
-    assert report.rubles_raw == 300.0  # the NaN amount counts as 0
+    assert report.amount_raw == 300.0  # the NaN amount counts as 0
 
 
 def test_missing_customer_drops_lines_without_id():
@@ -197,7 +197,7 @@ def test_return_is_netted_against_the_earlier_purchase_of_the_same_product():
     assert out["quantity"].tolist() == [3.0, 1.0]
     record = report.step("returns")
     assert (record.rows_removed, record.rows_modified) == (1, 1)
-    assert record.rubles_out == 900.0
+    assert record.amount_out == 900.0
     assert record.detail["returns_matched"] == 1 and record.detail["returns_unmatched"] == 0
 
 
@@ -241,7 +241,7 @@ def test_unmatched_returns_are_removed_and_counted():
     assert out["amount"].tolist() == [1000.0]
     detail = report.step("returns").detail
     assert detail["returns_unmatched"] == 3 and detail["returns_matched"] == 0
-    assert detail["rubles_unmatched"] == 120.0
+    assert detail["amount_unmatched"] == 120.0
     assert report.step("returns").rows_modified == 0
 
 
@@ -318,7 +318,7 @@ def test_line_outliers_quantile_cap_clips_amount_and_leaves_quantity():
     assert out["quantity"].tolist() == [2.0] * 5
     record = report.step("line_outliers")
     assert record.rows_modified == 1 and record.rows_removed == 0
-    assert record.detail["threshold"] == 4.0 and record.detail["rubles_above_threshold"] == 96.0
+    assert record.detail["threshold"] == 4.0 and record.detail["amount_above_threshold"] == 96.0
 
 
 def test_line_outliers_quantile_drop():
@@ -376,7 +376,7 @@ def test_customer_outliers_quantile_cap_scales_lines_to_the_fence():
     record = report.step("customer_outliers")
     assert record.rows_modified == 2 and record.rows_removed == 0
     assert record.detail["customers_above"] == 1 and record.detail["examples"] == ["e"]
-    assert record.rubles_out == pytest.approx(1400.0)
+    assert record.amount_out == pytest.approx(1400.0)
 
 
 def test_customer_outliers_iqr_drop_removes_all_their_lines():
@@ -454,7 +454,7 @@ def test_each_rule_can_be_switched_off_alone(name):
     _, report = run(data, rules)
     record = report.step(name)
     assert not record.enabled and record.rows_in == record.rows_out
-    assert record.rubles_in == record.rubles_out
+    assert record.amount_in == record.amount_out
 
 
 def test_defaults_on_messy_frame_and_input_not_mutated():
@@ -506,14 +506,14 @@ def test_report_arithmetic_adds_up():
     _, report = run(data, DEFAULT_RULES)
     assert [r.name for r in report.steps] == list(STEP_ORDER)
     assert report.rows_raw == len(data) == report.steps[0].rows_in
-    assert report.rubles_raw == pytest.approx(1000 + 1000 - 400 + 100 + 10 + 10 + 10 + 250 - 30)
+    assert report.amount_raw == pytest.approx(1000 + 1000 - 400 + 100 + 10 + 10 + 10 + 250 - 30)
     for previous, record in zip(report.steps, report.steps[1:], strict=False):
         assert record.rows_in == previous.rows_out
-        assert record.rubles_in == pytest.approx(previous.rubles_out)
+        assert record.amount_in == pytest.approx(previous.amount_out)
     for record in report.steps:
         assert record.rows_out == record.rows_in - record.rows_removed
     assert report.rows_clean == report.steps[-1].rows_out == 2
-    assert report.rubles_clean == pytest.approx(850.0)
+    assert report.amount_clean == pytest.approx(850.0)
 
 
 def test_report_to_dict_is_plain_json():
@@ -523,7 +523,7 @@ def test_report_to_dict_is_plain_json():
     again = json.loads(text)
     assert again == as_dict
     assert (again["rows_raw"], again["rows_clean"]) == (11, 2)
-    assert again["rubles_clean"] == 850.0
+    assert again["amount_clean"] == 850.0
     assert again["steps"][5]["name"] == "returns"
     assert again["steps"][5]["detail"]["returns_unmatched"] == 1
 
@@ -532,13 +532,38 @@ def test_report_table_is_aligned_with_thousands_separators():
     data = frame([(f"c{i}", "2024-01-01", 1234.5, "A", 1.0) for i in range(1200)])
     _, report = run(data, DEFAULT_RULES)
     table = report.to_table()
-    assert "1,200" in table and "1,481,400" in table
+    assert "1,200" in table and "1\u00a0481\u00a0400" in table  # rubles grouped as Russians do
+    assert table.splitlines()[0].endswith("₽ change     ₽ left")
     assert "returns netted against the customer's earlier purchase of the same product" in table
     lines_ = table.splitlines()
     assert len(lines_) == 1 + 1 + 1 + len(STEP_ORDER) + 1 + 1  # header, rules, raw, steps, total
     # right-aligned numeric columns: "lines left" ends at the same position on every row
     ends = {line.index("1,200") + len("1,200") for line in lines_ if "1,200" in line}
     assert len(ends) == 1
+
+
+def test_report_states_its_currency_and_writes_amounts_in_it():
+    data = frame([(f"c{i}", "2024-01-01", 100.0, "A", 1.0) for i in range(30)])
+    data.loc[0, "amount"] = 1_000_000.0  # a typo line: removed by line_outliers
+    _, report = clean_transactions(data, DEFAULT_RULES, today=TODAY, currency_code="gbp")
+    as_json = report.to_dict()
+    assert as_json["currency"] == "GBP"
+    assert as_json["amount_raw"] == 1_002_900.0 and as_json["amount_clean"] == 2_900.0
+    assert not [key for key in json.dumps(as_json).split('"') if "ruble" in key]
+    assert set(as_json["steps"][0]) >= {"amount_in", "amount_out", "amount_change"}
+    step = report.step("line_outliers")
+    assert step.description == "single lines above £100 (likely typos) removed"
+    assert step.detail["amount_above_threshold"] == 999_900.0
+    table = report.to_table()
+    assert (
+        "£ change" in table and "1,002,900" in table and "−1,000,000" in table and "₽" not in table
+    )
+
+
+def test_unknown_currency_code_is_a_user_error_naming_the_setting():
+    data = frame([("c1", "2024-01-01", 100.0, "A", 1.0)])
+    with pytest.raises(UserError, match=r"data\.currency='pounds': expected a three-letter"):
+        clean_transactions(data, None, today=TODAY, currency_code="pounds")
 
 
 # ------------------------------------------------------------------------------------ settings

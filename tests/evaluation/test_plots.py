@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from sklearn.metrics import silhouette_samples
 
+from src.currency import currency
 from src.evaluation import plots
 
 NAMES = {0: "Champions", 1: "Lost", 2: "New"}
@@ -63,8 +64,8 @@ def report_dict() -> dict:
     return {
         "rows_raw": 1000,
         "rows_clean": 930,
-        "rubles_raw": 500_000.0,
-        "rubles_clean": 400_000.0,
+        "amount_raw": 500_000.0,
+        "amount_clean": 400_000.0,
         "steps": [
             {
                 "name": name,
@@ -74,9 +75,9 @@ def report_dict() -> dict:
                 "rows_out": rout,
                 "rows_removed": rin - rout,
                 "rows_modified": mod,
-                "rubles_in": sin,
-                "rubles_out": sout,
-                "rubles_change": sout - sin,
+                "amount_in": sin,
+                "amount_out": sout,
+                "amount_change": sout - sin,
                 "detail": {},
             }
             for name, on, rin, rout, mod, sin, sout in steps
@@ -225,11 +226,43 @@ def test_cleaning_waterfall_has_a_bar_per_enabled_step_and_the_totals():
     assert labels[0] == "raw export" and labels[-1] == "clean"
     assert "date window (off)" in labels
     notes = [t.get_text() for t in ax.texts]
-    assert "−40 lines · −15,000 ₽" in notes
-    assert "−20 lines · 15 changed · −10,000 ₽" in notes
+    assert "−40 lines · −15\u00a0000 ₽" in notes  # RUB: the report names no currency
+    assert "−20 lines · 15 changed · −10\u00a0000 ₽" in notes
     assert "step disabled" in notes
     assert "1,000 raw lines" in fig._suptitle.get_text()
     render(fig)
+
+
+def test_money_figures_speak_the_stores_currency():
+    """A pound store: every axis, legend and note that shows money shows £ and never ₽."""
+    gbp = currency("GBP")
+    tx = transactions()
+    rfm = pd.DataFrame(
+        {"recency": [1.0, 30, 200, 5], "frequency": [9.0, 3, 1, 2], "monetary": [9e3, 800, 50, 4e4]}
+    )
+    holdout = pd.DataFrame({"segment_id": [0, 0, 1], "future_spend": [100.0, 2500.0, 0.0]})
+    figures = {
+        "revenue": plots.monthly_revenue(tx, gbp),
+        "order_value": plots.order_value_distribution(tx, gbp),
+        "pairwise": plots.rfm_pairwise(rfm, money=gbp),
+        "distributions": plots.rfm_distributions(rfm, rfm, gbp),
+        "waterfall": plots.cleaning_waterfall(report_dict() | {"currency": "GBP"}),
+        "snake": plots.snake_plot(rfm, np.array([0, 0, 1, 1]), NAMES, gbp),
+        "importance": plots.feature_importance_plot(list(rfm), np.array([0.1, 0.2, 0.3]), "t", gbp),
+        "future": plots.future_spend_by_segment(holdout, "segment_id", NAMES, "t", gbp),
+    }
+    for name, fig in figures.items():
+        shown = " ".join(texts(fig) + [t.get_text() for ax in fig.axes for t in ax.texts])
+        shown += " ".join(ax.get_xlabel() + ax.get_ylabel() for ax in fig.axes)
+        shown += " ".join(t.get_text() for ax in fig.axes for t in ax.get_xticklabels())
+        shown += " ".join(t.get_text() for ax in fig.axes for t in ax.get_yticklabels())
+        assert "£" in shown and "₽" not in shown, name
+        render(fig)
+    waterfall_notes = [t.get_text() for t in figures["waterfall"].axes[0].texts]
+    assert waterfall_notes[0] == "£500,000" and "−40 lines · −£15,000" in waterfall_notes
+    assert figures["revenue"].axes[0].get_ylabel() == "Revenue, £ thousand"
+    future_notes = [t.get_text() for t in figures["future"].axes[0].texts]
+    assert future_notes[0] == "100% bought again\navg £1,300 per customer"
 
 
 # ---------------------------------------------------------------------------------------- segments
