@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -250,11 +251,63 @@ def run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
         return _run_pipeline(cfg, data)
 
 
+def minimum_customers(cfg: DictConfig) -> tuple[int, str]:
+    """The fewest customers the configured run can segment, and the setting that demands them.
+
+    Each segment must be in the classifier's stratified hold-out and in its training part, so
+    `k` segments (2 for the density clusterers, which need at least two clusters of
+    `min_samples` / `min_cluster_size`) need k / test_size customers; the reducer and a k-NN
+    classifier add their own neighbourhood sizes.
+    """
+    clusterer, reducer, classifier = cfg.clusterer, cfg.reducer, cfg.classifier
+    test_size = float(classifier.get("test_size", 0.25))
+    if not 0.0 < test_size < 1.0:
+        raise UserError(f"classifier.test_size={test_size:g}: expected a share between 0 and 1")
+    part = min(test_size, 1.0 - test_size)
+    needs: list[tuple[int, str]] = []
+    for key in ("n_clusters", "n_components"):
+        k = clusterer.get(key)
+        if isinstance(k, int):
+            needs.append(
+                (math.ceil(k / part), f"clusterer.{key}={k} segments, each in the classifier's "
+                 f"hold-out (classifier.test_size={test_size:g}) and its training part")
+            )  # fmt: skip
+    for key in ("min_cluster_size", "min_samples"):
+        size = clusterer.get(key)
+        if isinstance(size, int) and not needs:
+            needs.append((2 * size, f"two clusters of clusterer.{key}={size}"))
+    if not needs:
+        needs.append((math.ceil(2 / part), f"2 segments and classifier.test_size={test_size:g}"))
+    for key, offset in (("perplexity", 1), ("n_neighbors", 1), ("n_components", 0)):
+        value = reducer.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            needs.append((math.floor(value) + offset, f"reducer.{key}={value:g}"))
+    neighbours = classifier.get("n_neighbors")
+    if isinstance(neighbours, int):
+        needs.append(
+            (math.ceil(neighbours / (1 - test_size)),
+             f"classifier.n_neighbors={neighbours} in the classifier's training part")
+        )  # fmt: skip
+    return max(needs, key=lambda need: need[0])
+
+
+def require_customers(cfg: DictConfig, n_customers: int, source: Path) -> None:
+    """UserError when `source` has fewer customers than the configured run needs."""
+    minimum, reason = minimum_customers(cfg)
+    if n_customers < minimum:
+        raise UserError(
+            f"{source}: {n_customers:,} customer{'s' if n_customers != 1 else ''} after cleaning, "
+            f"but this run needs at least {minimum:,} ({reason}); use a larger export or fewer "
+            "segments"
+        )
+
+
 def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
     watch = Stopwatch()
     notes: list[str] = []
     seed = int(cfg.seed)
     rfm = data.rfm
+    require_customers(cfg, len(rfm), data.source)
     features = list(rfm.columns)
 
     with watch.stage("transform"):
@@ -295,6 +348,12 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
         labels[fit_idx[labelled]] = labels_fit[labelled]
     is_noise = np.zeros(len(rfm), dtype=bool)
     is_noise[fit_idx[~labelled]] = True
+    if fitted.unscored:
+        notes.append(
+            f"segment{'s' if len(fitted.unscored) > 1 else ''} "
+            f"{', '.join(map(str, fitted.unscored))} (a single customer each) trained on but left "
+            "out of the classifier's hold-out: one customer cannot be both trained on and scored"
+        )
 
     with watch.stage("profile"):
         profile = profile_segments(rfm, labels)
@@ -461,6 +520,7 @@ class FittedClassifier:
     y_test: np.ndarray
     y_pred: np.ndarray
     seed: int
+    unscored: tuple[int, ...] = ()  # one-customer segments: trained on, not in the hold-out
 
     def importances(self) -> np.ndarray:
         """Permutation importance of each feature on the hold-out (drop in F1 macro)."""
@@ -473,17 +533,26 @@ class FittedClassifier:
 def _train_classifier(
     spec: DictConfig, X: np.ndarray, y: np.ndarray, seed: int
 ) -> FittedClassifier:
-    """Score on a stratified hold-out, then refit on all labelled customers for deployment."""
+    """Score on a stratified hold-out, then refit on all labelled customers for deployment.
+    A one-customer segment (a whale) cannot be both trained on and scored: it goes to the
+    training part only, and the hold-out is stratified over the other segments."""
     counts = np.bincount(y)
-    if counts.min() < 2:
-        raise UserError(
-            f"degenerate clustering: segment {int(counts.argmin())} has {int(counts.min())} "
-            "customer(s); the classifier needs at least 2 per segment (adjust clusterer.*)"
-        )
+    unscored = np.flatnonzero(counts == 1)
+    held = ~np.isin(y, unscored)
+    classes = int(np.count_nonzero(counts >= 2))
     test_size = float(spec.get("test_size", 0.25))
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=test_size, stratify=y, random_state=seed
+    n_test = max(math.ceil(test_size * held.sum()), classes)  # scikit-learn's ceil, >= 1 each
+    if classes == 0 or held.sum() - n_test < classes:
+        raise UserError(
+            f"classifier.test_size={test_size:g}: {int(held.sum()):,} customers in segments of 2 "
+            f"or more cannot give each of their {classes} segments a customer in both the "
+            "classifier's training part and its hold-out; use a larger export or fewer segments"
+        )
+    train, test = train_test_split(
+        np.flatnonzero(held), test_size=n_test, stratify=y[held], random_state=seed
     )
+    train = np.concatenate([train, np.flatnonzero(~held)])
+    X_train, X_test, y_train, y_test = X[train], X[test], y[train], y[test]
     probe = build_estimator("classifier", spec)
     _fit(probe, "classifier", lambda est: est.fit(X_train, y_train))
     y_pred = probe.predict(X_test).astype(int)
@@ -495,6 +564,7 @@ def _train_classifier(
         y_test=y_test,
         y_pred=y_pred,
         seed=seed,
+        unscored=tuple(int(segment) for segment in unscored),
     )
 
 
