@@ -12,21 +12,31 @@ How a segment gets its name (README: generate the table with `describe_rules()`)
    turn a tiny gap into a whole point; position alone would let one extreme segment squeeze all
    the others to the bottom. When the highest value is less than 25% above the lowest, the
    segments do not really differ on that measure and all score 3. Recency is inverted: the most
-   recent segment gets R = 5. (Percentages compare 1 + value, so 0 days or 0 rubles work.)
-3. The scores, rounded to whole numbers, are looked up in `NAMING_RULES`, an ordered table: the
+   recent segment gets R = 5. (Percentages compare 1 + value, so 0 days or 0 spend work.)
+3. When the segments differ on all three measures, the scores, rounded to whole numbers, are looked up in `NAMING_RULES`, an ordered table: the
    first row whose R, F and M ranges all contain the scores names the segment.
 4. Names are unique within a run. When several segments want one name, the one that matches it
    best keeps it: first a segment whose scores lie inside the row's ranges, then the one closest
    to the row's typical scores, then the larger segment, then the lower segment id. The others
    move to their next candidate: the next matching row of the table, then the names whose typical
    scores are closest, up to `MAX_FALLBACK_DISTANCE` score points away. A segment left without a
-   name (always so beyond 12 segments, sometimes sooner when several segments are alike) gets its
-   first choice with a number, e.g. "Lost (2)".
+   name (always so beyond 12 segments, sometimes sooner when several segments are alike) takes its
+   first choice, shared with the segment holding it (step 6 tells them apart).
+5. When the segments do not differ on a measure (a store whose purchases all fall on one day has
+   one recency; a store of one-time buyers one frequency), the table's names would claim what the
+   data cannot show ("Lost" for customers who bought today). The name is then built from the
+   measures that do differ, each scored low (1-2), mid (3) or high (4-5): "Frequent big spenders",
+   "Lapsed small spenders", "Recent occasional buyers" (`DESCRIPTIVE_WORDS`).
+6. Segments sharing a name are told apart by a qualifier on the measure on which they differ
+   most, in words, never numbers: "Loyal, higher spend" / "Loyal, lower spend"; three to five
+   segments get lowest / lower / mid / higher / highest (`QUALIFIERS`); more than five are split
+   into up to five groups on that measure, then qualified again on the next one.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,8 +59,8 @@ PROFILE_COLUMNS = (
 )
 
 # A segment whose matching names are all taken falls back only to names whose typical scores lie
-# within this distance of its own (in R, F, M score points); beyond it, "<first choice> (2)" is
-# more honest than a name that describes other customers.
+# within this distance of its own (in R, F, M score points); beyond it, its first choice with a
+# qualifier is more honest than a name that describes other customers.
 MAX_FALLBACK_DISTANCE = 1.5
 
 # For ranking, a segment whose (1 + typical value) is less than this ratio above the next lower
@@ -167,14 +177,19 @@ def _typical_level(profile: pd.DataFrame, column: str) -> np.ndarray:
     return (median + mean) / 2
 
 
+def _differs(level: np.ndarray) -> bool:
+    """Whether segments really differ on a measure: at least two, spread over MIN_SPREAD."""
+    return len(level) >= 2 and float(level.max() - level.min()) >= np.log(MIN_SPREAD)
+
+
 def _relative_score(level: np.ndarray) -> np.ndarray:
     """1-5: mean of the rank score and the min-max position score; all 3 when spread is small."""
     k = len(level)
     if k == 0:
         return np.array([], dtype=float)
-    spread = level.max() - level.min()
-    if k < 2 or spread < np.log(MIN_SPREAD):
+    if not _differs(level):
         return np.full(k, 3.0)
+    spread = level.max() - level.min()
     by_position = 1 + 4 * (level - level.min()) / spread
     order = np.argsort(level, kind="stable")
     steps = np.diff(level[order]) > np.log(TIE_RATIO)  # a new rank only after a real gap
@@ -189,11 +204,109 @@ def _whole(score: float) -> int:
     return int(min(5, max(1, np.floor(score + 0.5))))
 
 
+# Words of a descriptive name, by measure and whole-score tier (1-2 low, 3 mid, 4-5 high).
+DESCRIPTIVE_WORDS: dict[str, dict[str, str]] = {
+    RECENCY: {"low": "lapsed", "mid": "lapsing", "high": "recent"},
+    FREQUENCY: {"low": "occasional", "mid": "regular", "high": "frequent"},
+    MONETARY: {"low": "small spenders", "mid": "mid spenders", "high": "big spenders"},
+}
+
+# Qualifiers of segments sharing a name, per measure, from the lowest typical value to the highest
+# (recency in days: the lowest is the most recent).
+QUALIFIERS: dict[str, tuple[str, str, str, str, str]] = {
+    MONETARY: ("lowest spend", "lower spend", "mid spend", "higher spend", "highest spend"),
+    FREQUENCY: ("fewest orders", "fewer orders", "mid frequency", "more orders", "most orders"),
+    RECENCY: ("most recent", "more recent", "mid recency", "less recent", "least recent"),
+}
+# Which of the five qualifiers a group of 2, 3, 4 or 5 segments uses, in order.
+_QUALIFIER_PICKS = {2: (1, 3), 3: (0, 2, 4), 4: (0, 1, 3, 4), 5: (0, 1, 2, 3, 4)}
+
+
 def name_segments(profile: pd.DataFrame) -> dict[int, str]:
     """A unique marketing name per segment id, by the rules in the module docstring."""
     _require(profile, ("segment_id", "size"))
     if profile["segment_id"].duplicated().any():
         raise ValueError("segment profile has duplicate segment_id rows")
+    levels = {column: _typical_level(profile, column) for column in RFM}
+    segments = profile["segment_id"].astype(int).tolist()
+    if all(_differs(level) for level in levels.values()):
+        names = _table_names(profile)
+    else:
+        names = _descriptive_names(profile, levels)
+    by_measure = {
+        column: dict(zip(segments, level.tolist(), strict=True)) for column, level in levels.items()
+    }
+    return dict(sorted(_distinguish(names, by_measure).items()))
+
+
+def _descriptive_names(profile: pd.DataFrame, levels: dict[str, np.ndarray]) -> dict[int, str]:
+    """Names from the measures on which the segments differ (step 5 of the module docstring)."""
+    scores = segment_scores(profile)
+    columns = {RECENCY: "r_score", FREQUENCY: "f_score", MONETARY: "m_score"}
+    differing = [column for column in RFM if _differs(levels[column])]
+
+    def tier(score: float) -> str:
+        whole = _whole(score)
+        return "low" if whole <= 2 else "mid" if whole == 3 else "high"
+
+    names = {}
+    for row in scores.itertuples(index=False):
+        words = [
+            DESCRIPTIVE_WORDS[column][tier(getattr(row, columns[column]))]
+            for column in (RECENCY, FREQUENCY)
+            if column in differing
+        ]
+        if MONETARY in differing:
+            words.append(DESCRIPTIVE_WORDS[MONETARY][tier(row.m_score)])
+        else:
+            words.append("buyers")
+        if len(words) == 1 and words[0] == "buyers":
+            words.insert(0, "typical")  # no measure differs: qualifiers do the work
+        text = " ".join(words)
+        names[int(row.segment_id)] = text[0].upper() + text[1:]
+    return names
+
+
+def _distinguish(names: dict[int, str], levels: dict[str, dict[int, float]]) -> dict[int, str]:
+    """Names made unique by qualifiers in words (step 6 of the module docstring)."""
+    groups: dict[str, list[int]] = {}
+    for segment, name in names.items():
+        groups.setdefault(name, []).append(segment)
+    out = dict(names)
+    for name, members in groups.items():
+        if len(members) > 1:
+            for segment, words in _qualify(members, levels, list(QUALIFIERS)).items():
+                out[segment] = ", ".join([name, *words])
+    return out
+
+
+def _qualify(
+    members: Sequence[int], levels: dict[str, dict[int, float]], measures: list[str]
+) -> dict[int, list[str]]:
+    """Qualifier words that tell `members` apart: by rank on the measure of `measures` on which
+    they differ most (ties: spend, then orders, then recency), grouped into at most five."""
+    if len(members) == 1 or not measures:
+        return {segment: [] for segment in members}
+
+    def spread(column: str) -> float:
+        values = [levels[column][segment] for segment in members]
+        return round(max(values) - min(values), 9)
+
+    measure = max(measures, key=lambda column: (spread(column), -measures.index(column)))
+    ordered = sorted(members, key=lambda segment: (levels[measure][segment], segment))
+    chunks = [list(chunk) for chunk in np.array_split(ordered, min(5, len(ordered)))]
+    rest = [column for column in measures if column != measure]
+    out: dict[int, list[str]] = {}
+    for pick, chunk in zip(_QUALIFIER_PICKS[len(chunks)], chunks, strict=True):
+        inner = _qualify([int(s) for s in chunk], levels, rest)
+        for segment, words in inner.items():
+            out[segment] = [QUALIFIERS[measure][pick], *words]
+    return out
+
+
+def _table_names(profile: pd.DataFrame) -> dict[int, str]:
+    """Names from NAMING_RULES by deferred acceptance (steps 3 and 4 of the module docstring);
+    a segment left without a free name shares its first choice."""
     scores = segment_scores(profile)
     sizes = dict(zip(profile["segment_id"].astype(int), profile["size"].astype(int), strict=True))
     points = {
@@ -251,14 +364,8 @@ def name_segments(profile: pd.DataFrame) -> dict[int, str]:
             waiting.append(seg)
 
     names = {seg: name for name, seg in holder.items()}
-    taken = set(names.values())
-    for seg in sorted(unnamed):
-        first, copy = candidates[seg][0], 2
-        while f"{first} ({copy})" in taken:
-            copy += 1
-        names[seg] = f"{first} ({copy})"
-        taken.add(names[seg])
-    return dict(sorted(names.items()))
+    names |= {seg: candidates[seg][0] for seg in unnamed}
+    return names
 
 
 def add_names(profile: pd.DataFrame, names: dict[int, str]) -> pd.DataFrame:

@@ -226,32 +226,87 @@ def test_twelve_segments_get_unique_names_and_extremes_keep_theirs():
     assert names[10] == "Lost"
 
 
-def test_identical_segments_get_unique_names_and_the_largest_keeps_the_first_choice():
+def test_identical_segments_get_unique_names_without_numbers():
     profile = make_profile([(60, 3, 10_000)] * 8, sizes=[10, 11, 12, 17, 13, 14, 15, 16])
     names = name_segments(profile)
     assert len(set(names.values())) == 8
-    assert names[3] == "Need attention"  # all score (3, 3, 3); segment 3 is the largest
-    assert all(re.fullmatch(r"(.+?)( \(\d+\))?", n).group(1) in VOCABULARY for n in names.values())
+    # no measure differs: nothing in the table fits, the qualifiers tell them apart
+    assert all(name.startswith("Typical buyers, ") for name in names.values())
+    assert not any(re.search(r"\d", name) for name in names.values())
 
 
-def test_more_segments_than_names_get_numbered():
+def test_more_segments_than_names_get_qualifiers_not_numbers():
     rows = [(5 + 40 * i, 1 + (i % 5), 1_000 * (1 + i)) for i in range(14)]
     names = name_segments(make_profile(rows))
     assert len(set(names.values())) == 14
-    numbered = [n for n in names.values() if re.search(r" \(\d+\)$", n)]
-    assert len(numbered) >= 2
-    assert all(n.rsplit(" (", 1)[0] in VOCABULARY for n in numbered)
+    assert not any(re.search(r"\d", name) for name in names.values())
+    qualified = [n for n in names.values() if ", " in n]
+    assert len(qualified) >= 2
+    assert all(n.split(", ")[0] in VOCABULARY for n in names.values())
 
 
-def test_similar_lapsed_segments_are_numbered_rather_than_misnamed():
+def test_segments_sharing_a_name_are_split_by_the_measure_they_differ_on_most():
     # three near-identical lapsed, one-order segments next to active ones: the second and third
     # must not borrow a name that describes active customers
     rows = [(5, 15, 80_000), (30, 6, 20_000), (12, 1, 2_500), (480, 1, 1_200), (500, 1, 1_250),
             (520, 1, 1_300)]  # fmt: skip
     names = name_segments(make_profile(rows))
-    lapsed = [names[i] for i in (3, 4, 5)]
-    assert len(set(lapsed)) == 3
-    assert {name.split(" (")[0] for name in lapsed} <= {"Lost", "Hibernating"}
+    assert [names[i] for i in (3, 4, 5)] == [
+        "Lost, lower spend",
+        "Lost, higher spend",
+        "Hibernating",
+    ]
+
+
+def test_two_segments_wanting_one_name_both_get_a_qualifier():
+    # 0 and 1 are both champions (recent, frequent, big spend); Loyal suits 2 better than 1
+    rows = [(10, 12, 90_000), (12, 11, 30_000), (14, 10, 10_000), (400, 1, 500)]
+    names = name_segments(make_profile(rows))
+    assert names == {
+        0: "Champions, higher spend",
+        1: "Champions, lower spend",
+        2: "Loyal",
+        3: "Lost",
+    }
+
+
+def test_more_than_five_segments_sharing_a_name_are_qualified_on_a_second_measure():
+    # seven segments that hardly differ at all: one name, split by spend into five groups, the
+    # groups of two split again by orders
+    rows = [(30, 3 + 0.01 * i, 10_000 * (1 + 0.01 * i)) for i in range(7)]
+    assert name_segments(make_profile(rows)) == {
+        0: "Typical buyers, lowest spend, fewer orders",
+        1: "Typical buyers, lowest spend, more orders",
+        2: "Typical buyers, lower spend, fewer orders",
+        3: "Typical buyers, lower spend, more orders",
+        4: "Typical buyers, mid spend",
+        5: "Typical buyers, higher spend",
+        6: "Typical buyers, highest spend",
+    }
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (  # a store whose purchases all fall on one day: recency says nothing
+            [(0, 1 + i % 3, 500 * (1 + i)) for i in range(6)],
+            ["Occasional small spenders", "Regular small spenders", "Frequent mid spenders",
+             "Occasional big spenders", "Regular big spenders", "Frequent big spenders"],
+        ),
+        (  # one-time buyers only: frequency says nothing
+            [(10 + 100 * i, 1, 500 * (1 + i)) for i in range(5)],
+            ["Recent small spenders", "Lapsing small spenders", "Lapsed mid spenders",
+             "Lapsed big spenders, more recent", "Lapsed big spenders, less recent"],
+        ),
+        (  # one day, one order each: only spend differs
+            [(0, 1, 500 * 3**i) for i in range(4)],
+            ["Small spenders, lower spend", "Small spenders, higher spend",
+             "Big spenders, lower spend", "Big spenders, higher spend"],
+        ),
+    ],
+)  # fmt: skip
+def test_a_measure_without_differences_is_left_out_of_the_names(rows, expected):
+    assert list(name_segments(make_profile(rows)).values()) == expected
 
 
 def test_naming_is_deterministic_and_independent_of_row_order():
