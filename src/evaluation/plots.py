@@ -107,7 +107,7 @@ def _mathtext_escape(text: str) -> str:
         out = out.replace(char, "\\" + char)
     for char in (",", ";", ":", "-", "+", "="):  # braces stop mathtext adding spacing around them
         out = out.replace(char, "{" + char + "}")
-    return out.replace(" ", "\\ ")
+    return out.replace(" ", "\\ ").replace("'", "’")  # mathtext draws ' as a prime
 
 
 def _message_figure(title: str, message: str) -> Figure:
@@ -729,7 +729,9 @@ def segment_bars(profile: pd.DataFrame) -> Figure:
         ),  # fmt: skip
     ]
     fig.legend(handles=legend, loc="outside lower center", ncol=2, frameon=False, fontsize=8.5)
-    _titles(ax, "Each segment's share of customers and of revenue",
+    # on the figure, not the axes: long segment names push the axes right, and a subtitle
+    # starting at the axes would run off the figure
+    _titles(fig, "Each segment's share of customers and of revenue",
             "Sorted by share of revenue; a segment with more revenue than customers is worth more "
             "than average")  # fmt: skip
     return fig
