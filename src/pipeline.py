@@ -317,15 +317,37 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
     reducer = build_estimator("reducer", cfg.reducer)
     clusterer = build_estimator("clusterer", cfg.clusterer)
     fit_idx = _fit_sample(len(rfm), reducer, clusterer, int(cfg.fit_sample_size), seed, notes)
-    X_fit = X[fit_idx]
 
-    with watch.stage("reduce"):
-        embedding = _fit(reducer, "reducer", lambda est: est.fit_transform(X_fit))
-        embedding = np.asarray(embedding, dtype=float)
-    with watch.stage("cluster"):
-        raw_labels = _fit(clusterer, "clusterer", lambda est: est.fit_predict(embedding))
+    def reduce_and_cluster(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with watch.stage("reduce"):
+            points = np.asarray(_fit(reducer, "reducer", lambda est: est.fit_transform(X[rows])))
+        with watch.stage("cluster"):
+            found = _fit(clusterer, "clusterer", lambda est: est.fit_predict(points))
+        return X[rows], points.astype(float), np.asarray(found)
+
+    X_fit, embedding, raw_labels = reduce_and_cluster(fit_idx)
     clusterer_name = type(clusterer).__name__
-    check_degenerate(raw_labels, float(cfg.degenerate_max_share), clusterer_name)
+    max_share = float(cfg.degenerate_max_share)
+    try:
+        check_degenerate(raw_labels, max_share, clusterer_name)
+    except UserError:
+        # A few customers far from everyone (a whale) can take clusters of their own and leave
+        # the rest in one: cluster without them, and let the classifier place them.
+        loners = _single_customer_clusters(raw_labels)
+        if not loners.any():
+            raise
+        notes.append(
+            f"{int(loners.sum())} customer(s) in clusters of their own "
+            f"({', '.join(str(c) for c in rfm.index[fit_idx[loners]][:5])}) left every other "
+            "customer in one cluster: clustered without them, the classifier assigns them"
+        )
+        log.info(notes[-1])
+        fit_idx = fit_idx[~loners]
+        with watch.stage("transform"):  # their extreme values no longer set the scale
+            transformer.fit(rfm[features].iloc[fit_idx])
+            X = np.asarray(transformer.transform(rfm[features]), dtype=float)
+        X_fit, embedding, raw_labels = reduce_and_cluster(fit_idx)
+        check_degenerate(raw_labels, max_share, clusterer_name)
     labels_fit = _order_by_value(raw_labels, rfm["monetary"].to_numpy()[fit_idx])
 
     with watch.stage("score"):
@@ -489,6 +511,13 @@ def _fit_sample(
     )
     log.info(notes[-1])
     return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+def _single_customer_clusters(labels: np.ndarray) -> np.ndarray:
+    """Mask of the customers that are alone in their cluster (noise is no cluster)."""
+    ids, counts = np.unique(labels, return_counts=True)
+    alone = ids[(counts == 1) & (ids != NOISE)]
+    return np.isin(labels, alone)
 
 
 def _fit(estimator: Any, group: str, fit: Any) -> Any:

@@ -139,6 +139,24 @@ def test_a_whale_gets_its_own_segment_and_does_not_block_the_run(make_cfg, tmp_p
     result.figures()  # the confusion matrix has a row without hold-out customers
 
 
+def test_a_whale_that_leaves_everyone_else_in_one_cluster_is_clustered_without(make_cfg, tmp_path):
+    # 30 ordinary customers and a whale, two segments: k-means gives the whale one cluster and the
+    # 30 the other (97% in one cluster: degenerate); without the whale the 30 split in two
+    export = write_json(tmp_path / "whale.json", with_whale(tiny_store(30)))
+    cfg = make_cfg(f"data.path={export}", "tracking=none", "clusterer.n_clusters=2")
+    result = run_pipeline(cfg, prepare_data(cfg, with_figures=False))
+    segments = result.segments.set_index("customer_id")
+    assert segments.loc["999999", "assigned_by"] == "classifier"
+    assert segments.loc["999999", "segment_id"] == 0  # the higher-spend segment
+    assert (segments.drop(index="999999")["assigned_by"] == "clusterer").all()
+    assert sorted(result.profile["size"]) == [11, 20]
+    assert distinct_wordy_names(result.profile["segment_name"])
+    assert (
+        "1 customer(s) in clusters of their own (999999) left every other customer in one "
+        "cluster: clustered without them, the classifier assigns them"
+    ) in result.notes
+
+
 def test_a_one_day_store_gets_distinct_names_that_do_not_speak_of_recency(make_cfg, tmp_path):
     export = write_json(tmp_path / "one_day.json", tiny_store(80, seed=4, one_day=True))
     cfg = make_cfg(f"data.path={export}", "tracking=none")
