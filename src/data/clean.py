@@ -106,6 +106,7 @@ class CleaningReport:
     rows_raw: int
     rubles_raw: float
     steps: list[StepRecord] = field(default_factory=list)
+    load: dict[str, Any] = field(default_factory=dict)  # the loader's LoadReport.to_dict()
 
     @property
     def rows_clean(self) -> int:
@@ -129,7 +130,7 @@ class CleaningReport:
             "rubles_raw": _money(self.rubles_raw),
             "rubles_clean": _money(self.rubles_clean),
             "steps": [record.to_dict() for record in self.steps],
-        }
+        } | ({"load": _plain(self.load)} if self.load else {})
 
     def to_table(self) -> str:
         """Aligned plain-text table for the console, one line per step, thousands separated."""
