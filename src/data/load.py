@@ -399,7 +399,7 @@ def read_excel(
         chosen = str(sheet)
     else:
         raise UserError(f"data.sheet={sheet!r}: no such sheet in {path}; its sheets: {names}")
-    frame = workbook.parse(chosen, dtype=object)
+    frame = pd.read_excel(workbook, sheet_name=chosen, dtype=object)
     frame.attrs["sheet"] = chosen
     return frame
 
@@ -604,14 +604,14 @@ def read_dates(
         info = {"zone": str(timezone or series.dt.tz), "chosen_by": _zone_source(timezone)}
         return local.astype("datetime64[ns]"), info | {"zoned_lines": int(series.notna().sum())}
     if pd.api.types.is_datetime64_any_dtype(series):
-        info = {"zone": timezone or "as written", "chosen_by": _zone_source(timezone)}
+        info = {"zone": timezone or "as written", "chosen_by": _zone_source(timezone, False)}
         return _in_range(series).astype("datetime64[ns]"), info | {"zoned_lines": 0}
     parsed = _via_uniques(series, lambda s: _dates(s, dayfirst))
     dates, offsets = parsed["date"].astype("datetime64[ns]").rename(series.name), parsed["offset"]
     zoned = offsets.notna().to_numpy()
     info: dict[str, Any] = {"out_of_range_lines": int(parsed["out_of_range"].fillna(0).sum())}
     if not zoned.any():
-        info |= {"zone": timezone or "as written", "chosen_by": _zone_source(timezone)}
+        info |= {"zone": timezone or "as written", "chosen_by": _zone_source(timezone, False)}
         return dates, info | {"zoned_lines": 0}
     utc = dates[zoned]
     if timezone:
@@ -635,8 +635,10 @@ def read_dates(
     return dates, info
 
 
-def _zone_source(timezone: str | None) -> str:
-    return "data.timezone" if timezone else "the export's most common offset"
+def _zone_source(timezone: str | None, zoned: bool = True) -> str:
+    if timezone:
+        return "data.timezone"
+    return "the export's most common offset" if zoned else "no date carries a zone"
 
 
 def parse_dates(series: pd.Series, dayfirst: bool = True, timezone: str | None = None) -> pd.Series:
