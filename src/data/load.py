@@ -601,8 +601,15 @@ def read_dates(
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         zone = _tzinfo(timezone) if timezone else series.dt.tz
         local = _in_range(series.dt.tz_convert(zone).dt.tz_localize(None))
-        info = {"zone": str(timezone or series.dt.tz), "chosen_by": _zone_source(timezone)}
-        return local.astype("datetime64[ns]"), info | {"zoned_lines": int(series.notna().sum())}
+        zoned = int(series.notna().sum())
+        info = {
+            "zone": str(timezone or series.dt.tz),
+            "chosen_by": "data.timezone" if timezone else "the column's own zone",
+        }
+        return local.astype("datetime64[ns]"), info | {
+            "zoned_lines": zoned,
+            "converted_lines": zoned if timezone else 0,
+        }
     if pd.api.types.is_datetime64_any_dtype(series):
         info = {"zone": timezone or "as written", "chosen_by": _zone_source(timezone, False)}
         return _in_range(series).astype("datetime64[ns]"), info | {"zoned_lines": 0}
@@ -774,6 +781,12 @@ def to_canonical(
             "grouped_as": "one order per customer per day",
         },
     )
+    if zone["zoned_lines"]:
+        log.info(
+            "%s: %d dates carry a zone; converted to %s (%s), %d of them shifted",
+            source, zone["zoned_lines"], zone["zone"], zone["chosen_by"],
+            zone["converted_lines"],
+        )  # fmt: skip
     if blank_orders:
         log.info(
             "%s: %d lines without an order id; grouped as one order per customer per day",

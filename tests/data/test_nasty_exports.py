@@ -108,6 +108,24 @@ def test_data_timezone_sets_the_zone(tmp_path):
         LoadSettings(timezone="Mars/Olympus")
 
 
+def test_parquet_zoned_column_keeps_its_zone_or_takes_data_timezone(tmp_path):
+    stamps = pd.to_datetime(["2024-03-05 10:00", "2024-03-05 23:30"]).tz_localize("Europe/Moscow")
+    path = tmp_path / "e.parquet"
+    pd.DataFrame({"CustomerID": [1, 2], "date": stamps, "sum": [5.0, 6.0]}).to_parquet(path)
+    table, loaded = load_transactions(path)
+    assert table["date"].tolist() == [
+        pd.Timestamp("2024-03-05 10:00"),
+        pd.Timestamp("2024-03-05 23:30"),
+    ]
+    assert loaded.timezone["zone"] == "Europe/Moscow"
+    table, loaded = load_transactions(path, LoadSettings(timezone="UTC"))
+    assert table["date"].tolist() == [
+        pd.Timestamp("2024-03-05 07:00"),
+        pd.Timestamp("2024-03-05 20:30"),
+    ]
+    assert loaded.timezone["converted_lines"] == 2
+
+
 # ------------------------------------------------------------------------------ encoding (item 2)
 
 
