@@ -5,6 +5,9 @@ come out of loading and cleaning, how many lines which rule dropped, or the erro
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +222,22 @@ def test_two_columns_for_one_role_name_both(tmp_path):
     )
     customers, report = outcome(path, columns={"amount": "Sum"})
     assert report.rubles_clean == 6.0
+
+
+@pytest.mark.slow
+def test_cli_exits_2_naming_both_columns_without_a_traceback(tmp_path):
+    path = write(tmp_path / "e.csv", ["customerid,Date,sum,Sum", "1,2024-03-05,5,6"])
+    done = subprocess.run(
+        [sys.executable, "-m", "src.run", f"data.path={path}", "tracking=none"],
+        cwd=tmp_path,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert "two columns for amount: 'sum' and 'Sum'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_every_missing_role_in_one_message(tmp_path):
