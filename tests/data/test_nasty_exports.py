@@ -166,9 +166,24 @@ def test_utf8_file_with_one_cp1251_line_is_refused_naming_the_byte(tmp_path):
     with pytest.raises(UserError) as err:
         read_export(path)
     assert str(err.value).startswith(
-        f"{path}: mixed encodings: UTF-8 text up to byte {len(good)} (line 3), where byte 0xc8 "
-        "is not UTF-8"
+        f"{path}: mixed encodings: UTF-8 text (UTF-8 Cyrillic at byte 20), but byte 0xc8 at byte "
+        f"{len(good)} (line 3) is not UTF-8 (Windows-1251?)"
     )
+
+
+def test_cp1251_line_before_the_first_utf8_letters_is_still_refused(tmp_path):
+    head = b"CustomerID,date,sum\n1,2024-03-05,5\n"
+    path = tmp_path / "e.csv"
+    path.write_bytes(
+        head
+        + "Иван,2024-03-05,7\nПётр,2024-03-05,5\n".encode("cp1251")[:19]
+        + "Пётр,2024-03-05,5\n".encode()
+    )
+    with pytest.raises(
+        UserError,
+        match=rf"mixed encodings: UTF-8 text \(UTF-8 Cyrillic at byte {len(head) + 19}\), but byte 0xc8 at byte {len(head)} \(line 3\)",
+    ):
+        read_export(path)
 
 
 def test_bytes_neither_utf8_nor_cp1251_are_refused_naming_the_offset(tmp_path):
