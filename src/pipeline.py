@@ -127,7 +127,7 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
     source = resolve_export(cfg.data)
     log.info("export: %s", source)
     with watch.stage("load"):
-        raw = read_export(source, fmt=cfg.data.format, sheet=cfg.data.get("sheet"))
+        raw = read_export(source, fmt=cfg.data.format, sheet=cfg.data.sheet)
         loaded, loading = to_canonical(raw, LoadSettings.from_config(cfg.data), str(source))
     with watch.stage("clean"):
         transactions, report = clean_transactions(loaded, OmegaConf.to_container(cfg.clean))
