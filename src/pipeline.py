@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from src.currency import Currency, currency
 from src.data.clean import CleaningReport, clean_transactions, freeze_thresholds
-from src.data.load import read_export, to_canonical
+from src.data.load import LoadSettings, read_export, to_canonical
 from src.data.synthetic import default_sample_path, truth_path
 from src.errors import UserError
 from src.evaluation import plots
@@ -129,18 +129,13 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
     source = resolve_export(cfg.data)
     log.info("export: %s", source)
     with watch.stage("load"):
-        raw = read_export(source, fmt=cfg.data.format)
-        loaded = to_canonical(
-            raw,
-            columns=OmegaConf.to_container(cfg.data.columns),
-            source=str(source),
-            max_bad_share=float(cfg.data.max_bad_share),
-            dayfirst=bool(cfg.data.dayfirst),
-        )
+        raw = read_export(source, fmt=cfg.data.format, sheet=cfg.data.sheet)
+        loaded, loading = to_canonical(raw, LoadSettings.from_config(cfg.data), str(source))
     with watch.stage("clean"):
         transactions, report = clean_transactions(
             loaded, OmegaConf.to_container(cfg.clean), currency_code=cfg.data.currency
         )
+    report.load = loading.to_dict()
     log.info("cleaning report\n%s", report.to_table())
     if transactions.empty:
         raise UserError(f"{source}: no rows left after cleaning; see the cleaning report above")
@@ -420,9 +415,8 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
         | watch.as_metrics()
     )
     segmenter = Segmenter(
-        columns=dict(OmegaConf.to_container(cfg.data.columns)),
-        dayfirst=bool(cfg.data.dayfirst),
-        max_bad_share=float(cfg.data.max_bad_share),
+        columns=dict(data.cleaning.load["columns"]),
+        load_settings=LoadSettings.from_config(cfg.data),
         clean_rules=freeze_thresholds(OmegaConf.to_container(cfg.clean), data.cleaning),
         extras=tuple(cfg.features.extras),
         features=tuple(features),

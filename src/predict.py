@@ -9,6 +9,7 @@ are written only once everything succeeded, each atomically (temp file + rename)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -64,34 +65,29 @@ def read_previous(path: Path) -> pd.DataFrame:
     return frame
 
 
-def check_columns(
-    raw: pd.DataFrame, required: list[str], all_inputs: list[str], source: str
-) -> None:
-    """Name the columns the model needs that the export lacks (before the model sees it)."""
-    missing = [c for c in required if c not in raw.columns]
-    if missing:
-        raise UserError(
-            f"{source}: missing required column(s) {', '.join(missing)}; the model was trained "
-            f"on an export with columns {', '.join(all_inputs)}; this file has "
-            f"{', '.join(map(str, raw.columns))}"
-        )
-
-
 def run_model(
-    model: object, raw: pd.DataFrame, snapshot_date: str | None, source: str
+    model: object,
+    raw: pd.DataFrame,
+    snapshot_date: str | None,
+    source: str,
+    columns: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """The pyfunc's answer on `raw`, with the model's own errors reworded to name the file.
 
-    For this project's models the wrapped Python model is called directly: MLflow's schema
-    enforcement walks every cell of the `Any`-typed input columns one by one (14 s of 34 s on a
-    1M-line export) and checks nothing `check_columns` has not. Served models keep it.
+    `columns` (``data.columns.*``: role -> column) maps headers that differ from the training
+    export's. For this project's models the wrapped Python model is called directly: MLflow's
+    schema enforcement walks every cell of the `Any`-typed input columns one by one (14 s of 34 s
+    on a 1M-line export), and the segmenter matches and checks the columns itself (every missing
+    one in one message). Served models keep it.
     """
     from mlflow.exceptions import MlflowException
 
-    params = {"snapshot_date": snapshot_date} if snapshot_date else None
+    params = {"snapshot_date": snapshot_date} if snapshot_date else {}
+    if columns:
+        params["columns"] = json.dumps(columns)
     predict = _direct_predict(model) or model.predict  # type: ignore[attr-defined]
     try:
-        segments = predict(raw, params=params)
+        segments = predict(raw, params=params or None)
     except (UserError, MlflowException) as err:
         # The segmenter's own errors name "model input"; schema enforcement names none.
         message = str(getattr(err, "message", err))
@@ -172,8 +168,8 @@ def check_model_uri(uri: str, tracking_uri: str) -> str:
     return f"{name} version {version.version} (alias {alias})"
 
 
-def load_model(uri: str) -> tuple[object, list[str], list[str]]:
-    """The pyfunc, its required input columns and all its input columns."""
+def load_model(uri: str) -> object:
+    """The pyfunc at `uri`."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -181,12 +177,7 @@ def load_model(uri: str) -> tuple[object, list[str], list[str]]:
         model = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as err:
         raise UserError(f"model={uri}: cannot load it: {getattr(err, 'message', err)}") from None
-    schema = model.metadata.get_input_schema()
-    if schema is None:
-        return model, [], []
-    inputs = [spec.name for spec in schema.inputs]
-    required = [spec.name for spec in schema.inputs if spec.required]
-    return model, required, inputs
+    return model
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
@@ -205,10 +196,10 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     start = time.perf_counter()
     raw = read_export(source, str(cfg.format))
     read_s = time.perf_counter() - start
-    model, required, inputs = load_model(str(cfg.model))
-    check_columns(raw, required, inputs, str(source))
+    model = load_model(str(cfg.model))
+    overrides = {role: str(name) for role, name in cfg.data.columns.items() if name is not None}
     start = time.perf_counter()
-    segments = run_model(model, raw, snapshot, str(source))
+    segments = run_model(model, raw, snapshot, str(source), overrides)
     predict_s = time.perf_counter() - start
 
     writers: dict[Path, Callable[[Path], None]] = {

@@ -75,6 +75,26 @@ def test_combination_runs(data, make_cfg, store_path, reducer, clusterer, classi
     )
 
 
+def test_load_section_of_the_report_and_the_model_remember_the_column_mapping(
+    data, make_cfg, store_path
+):
+    load = data.cleaning.to_dict()["load"]
+    assert load["columns"] == {
+        "customer_id": "CustomerID",
+        "date": "date",
+        "amount": "sum",
+        "order_id": "order_id",
+        "sale_id": "sale_id",
+        "quantity": "quantity",
+        "product_id": "StockCode",
+        "site_id": "site_id",
+        "address": "address",
+    }
+    assert (load["format"], load["encoding"]) == ("json", "utf-8")
+    result = run_pipeline(make_cfg(f"data.path={store_path}", "tracking=none"), data)
+    assert result.segmenter.columns == load["columns"]
+
+
 def test_planted_groups_are_found(data, make_cfg, store_path):
     cfg = make_cfg(f"data.path={store_path}", "tracking=none", "clusterer.n_clusters=4")
     result = run_pipeline(cfg, data)

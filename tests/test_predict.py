@@ -95,6 +95,23 @@ def test_segments_an_export_the_model_never_saw(trained, run, tmp_path, capsys):
         assert any(name in line and f" {count} " in line for line in printed.splitlines())
 
 
+def test_renamed_headers_map_by_case_aliases_and_overrides(trained, run, tmp_path):
+    """The model remembers its training mapping (CustomerID, date, sum); a fresh export with
+    other headers is matched ignoring case, by alias, or by data.columns.* overrides."""
+    records = trained["records"][:300]
+    expected = run(
+        f"input={write_json(tmp_path / 'a.json', records)}", f"output={tmp_path / 'a.csv'}"
+    )
+    renamed = _renamed(
+        _renamed(_renamed(records, "CustomerID", "customer id"), "date", "Дата"), "sum", "rub"
+    )
+    export = write_json(tmp_path / "b.json", renamed)
+    with pytest.raises(UserError, match=r"no column found for amount"):
+        run(f"input={export}", f"output={tmp_path / 'b.csv'}")
+    got = run(f"input={export}", f"output={tmp_path / 'b.csv'}", "data.columns.amount=RUB")
+    pd.testing.assert_frame_equal(got, expected)
+
+
 def test_snapshot_date_moves_everyone_later(trained, run, tmp_path):
     export = write_json(tmp_path / "a.json", trained["records"])
     now = run(f"input={export}", f"output={tmp_path / 'now.csv'}", f"snapshot_date={SNAPSHOT}")
@@ -209,7 +226,7 @@ def _renamed(records: list[dict], old: str, new: str) -> list[dict]:
     ("case", "message"),
     [
         ("no production", r"no version of 'unpromoted' has alias 'production'; promote one with: python -m src.promote version=N"),
-        ("missing column", r"missing required column\(s\) sum; the model was trained on an export with columns CustomerID, date, sum"),
+        ("missing column", r"x.json: no column found for amount .* map it with data.columns.amount=<column>; the file has columns \['date', .*'rub'"),
         ("only test accounts", r"only.json: no transactions left after cleaning"),
         ("no such input", r"nothing.json: file not found"),
         ("previous lacks a column", r"previous=.*old.csv: missing column\(s\) segment_name"),
@@ -225,7 +242,7 @@ def test_errors_name_the_problem_and_write_nothing(trained, run, export_a, tmp_p
         args.append("model_name=unpromoted")
     elif case == "missing column":
         args[0] = (
-            f"input={write_json(tmp_path / 'x.json', _renamed(trained['records'][:50], 'sum', 'amount'))}"
+            f"input={write_json(tmp_path / 'x.json', _renamed(trained['records'][:50], 'sum', 'rub'))}"
         )
     elif case == "only test accounts":
         rows = [r | {"CustomerID": "test-1"} for r in trained["records"][:20]]

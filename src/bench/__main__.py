@@ -3,6 +3,7 @@
 - ``data``: ``compute_rfm`` vs DuckDB on the same in-memory canonical table (the same aggregation:
   last date, distinct orders and total per customer), best of 3 each, in one process.
 - ``load``: ``read_export`` + ``to_canonical`` on a 1C-like JSON export written to a temp dir.
+- ``excel``: the .xlsx reader with python-calamine and with openpyxl on one written workbook.
 
 - ``run`` / ``sweep``: whole commands' wall times (``cli_runs.py``); ``predict``: a 1M-line export
   through a trained model (``predict.py``).
@@ -217,7 +218,7 @@ def _add_load(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_load(args: argparse.Namespace) -> int:
-    from src.data.load import DEFAULT_COLUMNS, read_export, to_canonical
+    from src.data.load import read_export, to_canonical
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         path = Path(tmp) / "export.json"
@@ -232,9 +233,7 @@ def _run_load(args: argparse.Namespace) -> int:
         raw = read_export(path)
         read_s = time.perf_counter() - start
         start = time.perf_counter()
-        table = to_canonical(
-            raw, DEFAULT_COLUMNS, source=str(path), max_bad_share=0.05, dayfirst=True
-        )
+        table, _ = to_canonical(raw, source=str(path))
         canon_s = time.perf_counter() - start
     total = read_s + canon_s
     bad = int(table["date"].isna().sum() + table["amount"].isna().sum())
@@ -243,6 +242,59 @@ def _run_load(args: argparse.Namespace) -> int:
     print(f"total        {total:8.2f} s  {args.lines / total:,.0f} lines/s")
     print(f"peak RSS     {peak_rss_mib():8.0f} MiB")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# excel: python-calamine vs openpyxl reading the same .xlsx export
+# --------------------------------------------------------------------------------------------
+
+
+def _add_excel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lines", type=int, default=100_000, help="sale lines (100,000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many reads (2)")
+
+
+def _run_excel(args: argparse.Namespace) -> int:
+    """Write a 1C-like export as .xlsx (openpyxl), then time ``read_excel`` with each engine."""
+    from src.data.load import EXCEL_ENGINE, EXCEL_PACKAGES, read_excel
+
+    missing = [p for p in ("python_calamine", "openpyxl") if not _importable(p)]
+    if missing:
+        print(f"excel: needs python-calamine and openpyxl: pip install -e '.[dev]' ({missing})")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="bench-excel-") as tmp:
+        path = Path(tmp) / "export.xlsx"
+        start = time.perf_counter()
+        pd.DataFrame(_records_1c(args.lines, args.seed)).to_excel(
+            path, index=False, engine="openpyxl"
+        )
+        data = path.read_bytes()
+        print(
+            f"excel: {args.lines:,} lines, {len(data) / 2**20:.1f} MiB .xlsx, written in "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+        times = {}
+        for engine in EXCEL_PACKAGES:
+            times[engine], frame = best_of(
+                lambda e=engine: read_excel(data, path, None, e), args.repeats
+            )
+            print(
+                f"{engine:10s} {times[engine]:8.2f} s  {args.lines / times[engine]:>10,.0f} lines/s  ({len(frame):,} rows, best of {args.repeats})"
+            )
+    fastest = min(times, key=times.__getitem__)
+    print(
+        f"fastest      {fastest} ({max(times.values()) / min(times.values()):.1f}x); the loader uses {EXCEL_ENGINE}"
+    )
+    return 0
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
@@ -263,6 +315,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable[..., None], Callable[[argparse.Namespace], int]]] = {
     "data": ("compute_rfm vs DuckDB on a synthetic canonical table", _add_data, _run_data),
     "load": ("read_export + to_canonical on a 1C-like JSON export", _add_load, _run_load),
+    "excel": ("python-calamine vs openpyxl reading one .xlsx export", _add_excel, _run_excel),
     "run": ("wall time of whole python -m src.run commands vs the targets", add_run, bench_run),
     "sweep": ("a sweep's trials per minute with one and two workers", add_sweep, bench_sweep),
     "predict": (

@@ -110,6 +110,7 @@ class CleaningReport:
     amount_raw: float
     currency: str = DEFAULT_CURRENCY
     steps: list[StepRecord] = field(default_factory=list)
+    load: dict[str, Any] = field(default_factory=dict)  # the loader's LoadReport.to_dict()
 
     @property
     def rows_clean(self) -> int:
@@ -134,7 +135,7 @@ class CleaningReport:
             "amount_raw": _money(self.amount_raw),
             "amount_clean": _money(self.amount_clean),
             "steps": [record.to_dict() for record in self.steps],
-        }
+        } | ({"load": _plain(self.load)} if self.load else {})
 
     def to_table(self) -> str:
         """Aligned plain-text table for the console, one line per step, thousands separated."""

@@ -1,12 +1,13 @@
 """The canonical transaction table every stage after loading works on.
 
-Loaders map a store's own column names onto these (see ``conf/data/*.yaml``, key ``columns``).
+The loader maps a store's own column names onto these roles (``src.data.columns``: recognised
+names, or ``data.columns.<role>`` in ``conf/data/*.yaml``).
 """
 
-CUSTOMER_ID = "customer_id"  # str; <NA> when the export has none (cleaning drops those rows)
-DATE = "date"  # datetime64[ns], naive local time; NaT when unparseable
+CUSTOMER_ID = "customer_id"  # stripped str; <NA> when empty or a placeholder (data.missing_ids)
+DATE = "date"  # datetime64[ns], naive, in one zone (data.timezone); NaT when unreadable
 AMOUNT = "amount"  # float64 rubles for the line (negative for returns); NaN when unparseable
-ORDER_ID = "order_id"  # str; fallback when the export has none: one order per customer per day
+ORDER_ID = "order_id"  # str; when the export has none (or it is blank): one per customer per day
 SALE_ID = "sale_id"  # str, optional
 QUANTITY = "quantity"  # float64, optional
 PRODUCT_ID = "product_id"  # str, optional (1C: StockCode)

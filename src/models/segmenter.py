@@ -1,21 +1,22 @@
 """The deployable segmenter: a fresh export in, one segment per customer out.
 
-It bundles everything needed to segment transactions it has never seen: the export's column
-mapping and parsing settings, the cleaning rules, the RFM settings with the fitted transform, the
+It bundles everything needed to segment transactions it has never seen: the column mapping it
+was trained with (role -> column; a fresh export's headers are matched to it ignoring case and
+spaces, then by the usual aliases, and `columns` overrides win), the parsing settings, the cleaning rules, the RFM settings with the fitted transform, the
 trained classifier and the segment names. New customers always go through the classifier, never
 through a transductive reducer or clusterer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from src.data.clean import clean_transactions
-from src.data.load import to_canonical
+from src.data.load import LoadSettings, to_canonical
 from src.errors import UserError
 from src.features.rfm import compute_rfm
 
@@ -24,9 +25,8 @@ OUTPUT_COLUMNS = ("customer_id", "segment_id", "segment_name")
 
 @dataclass(frozen=True)
 class Segmenter:
-    columns: dict[str, str | None]
-    dayfirst: bool
-    max_bad_share: float
+    columns: dict[str, str]
+    load_settings: LoadSettings
     clean_rules: dict[str, Any]
     extras: tuple[str, ...]
     features: tuple[str, ...]
@@ -35,20 +35,20 @@ class Segmenter:
     segment_names: dict[int, str]
 
     def segment(
-        self, export: pd.DataFrame, snapshot: pd.Timestamp | None = None, source: str = "input"
+        self,
+        export: pd.DataFrame,
+        snapshot: pd.Timestamp | None = None,
+        source: str = "input",
+        columns: dict[str, str | None] | None = None,
     ) -> pd.DataFrame:
         """One row per customer of `export` (raw columns as in the training export).
 
         `snapshot` is the date recency is measured to; default: the day after the export's last
         transaction. Pass it explicitly when `export` holds only a few customers' lines.
+        `columns` (role -> column, ``data.columns.*``) maps an export whose headers differ.
         """
-        transactions = to_canonical(
-            export,
-            self.columns,
-            source=source,
-            max_bad_share=self.max_bad_share,
-            dayfirst=self.dayfirst,
-        )
+        settings = replace(self.load_settings, columns=columns or {})
+        transactions, _ = to_canonical(export, settings, source, remembered=self.columns)
         clean, _ = clean_transactions(transactions, self.clean_rules)
         if clean.empty:
             raise UserError(f"{source}: no transactions left after cleaning; nothing to segment")

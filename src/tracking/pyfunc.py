@@ -3,11 +3,13 @@
 Input: a transactions table with the training export's column names (values may be numbers or 1C
 strings, hence `Any` columns). Output: one row per customer with customer_id, segment_id,
 segment_name. Param `snapshot_date` (ISO date) sets the date recency is measured to; by default it
-is the day after the input's last transaction.
+is the day after the input's last transaction. Param `columns`, a JSON object of role -> column
+(``{"amount": "Total"}``), maps an input whose headers differ from the training export's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from importlib.metadata import version
 from pathlib import Path
@@ -33,15 +35,27 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):  # noqa: ANN001
         snapshot = (params or {}).get("snapshot_date") or None
+        columns = (params or {}).get("columns") or None
         try:
             return self.segmenter.segment(
                 pd.DataFrame(model_input),
                 snapshot=pd.Timestamp(snapshot) if snapshot else None,
                 source="model input",
+                columns=_column_overrides(columns) if columns else None,
             )
         except (UserError, ValueError) as err:
             # A bad request, not a server fault: `mlflow models serve` answers 400 with this text.
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
+
+
+def _column_overrides(text: str) -> dict[str, str | None]:
+    try:
+        columns = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"param columns={text!r}: not JSON ({err.msg})") from None
+    if not isinstance(columns, dict):
+        raise UserError(f'param columns={text!r}: expected a JSON object {{"role": "column"}}')
+    return columns
 
 
 def signature_for(segmenter: Segmenter) -> ModelSignature:
@@ -62,7 +76,9 @@ def signature_for(segmenter: Segmenter) -> ModelSignature:
             ColSpec("string", "segment_name"),
         ]
     )
-    params = ParamSchema([ParamSpec("snapshot_date", "string", "")])
+    params = ParamSchema(
+        [ParamSpec("snapshot_date", "string", ""), ParamSpec("columns", "string", "")]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 

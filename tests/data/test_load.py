@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from src.data.load import (
-    DEFAULT_COLUMNS,
+    LoadSettings,
     load_transactions,
     normalise_ids,
     parse_dates,
@@ -23,6 +23,12 @@ from src.data.load import (
     to_canonical,
 )
 from src.errors import UserError
+
+
+def load(path: Path, fmt: str = "auto", **settings) -> pd.DataFrame:
+    """The canonical table of `path` read with LoadSettings(**settings)."""
+    return load_transactions(path, LoadSettings(**settings), fmt=fmt)[0]
+
 
 ADDRESS_MSK = "г. Москва, ул. Ленина, д. 5, кв. «12»"
 ADDRESS_SPB = "Санкт-Петербург, Невский пр., 100"
@@ -237,7 +243,7 @@ WRITERS = {
 def test_every_format_loads_the_same_table(tmp_path: Path, kind: str, gz: bool) -> None:
     path = WRITERS[kind](tmp_path, gz)
     assert path.name.endswith(".gz") == gz
-    assert_canonical_values(load_transactions(path))
+    assert_canonical_values(load(path))
 
 
 def test_json_keeps_numbers_and_strings_raw(tmp_path: Path) -> None:
@@ -257,13 +263,13 @@ def test_json_keeps_numbers_and_strings_raw(tmp_path: Path) -> None:
 )
 def test_fmt_overrides_the_extension(tmp_path: Path, fmt: str, writer) -> None:
     path = writer(tmp_path / "export.dat", RECORDS)
-    assert_canonical_values(load_transactions(path, fmt=fmt))
+    assert_canonical_values(load(path, fmt=fmt))
 
 
 def test_gzip_is_recognised_by_content(tmp_path: Path) -> None:
     path = tmp_path / "export.json"
     path.write_bytes(gzip.compress(json.dumps(RECORDS, ensure_ascii=False).encode()))
-    assert_canonical_values(load_transactions(path))
+    assert_canonical_values(load(path))
 
 
 def test_csv_with_comma_delimiter_keeps_quoted_russian_numbers(tmp_path: Path) -> None:
@@ -271,7 +277,7 @@ def test_csv_with_comma_delimiter_keeps_quoted_russian_numbers(tmp_path: Path) -
     path.write_text(
         'CustomerID,date,sum\n1,05.03.2024,"1 234,50"\n2,06.03.2024,"-7,25"\n', encoding="utf-8"
     )
-    df = load_transactions(path)
+    df = load(path)
     assert df["amount"].tolist() == [1234.5, -7.25]
     assert df["customer_id"].tolist() == ["1", "2"]
 
@@ -293,7 +299,7 @@ def test_parquet_with_native_types(tmp_path: Path) -> None:
     )
     path = tmp_path / "export.parquet"
     frame.to_parquet(path)
-    df = load_transactions(path)
+    df = load(path)
     assert df["customer_id"].tolist() == ["1234", "77"]
     assert df["date"].tolist() == [
         pd.Timestamp("2024-03-05 14:02:11"),
@@ -490,7 +496,7 @@ def test_another_stores_columns_amount_is_quantity_times_price(tmp_path: Path) -
         "489450,22087,PAPER,3,12/2/2009 10:33,2.95,,France\n",
         encoding="utf-8",
     )
-    df = load_transactions(path, columns=ONLINE_RETAIL_COLUMNS, dayfirst=False)
+    df = load(path, columns={"address": "Country"}, dayfirst=False)  # the rest by name
     assert list(df.columns) == [
         "customer_id",
         "date",
@@ -516,8 +522,8 @@ def test_another_stores_columns_amount_is_quantity_times_price(tmp_path: Path) -
 def test_optional_columns_absent_or_unmapped_are_left_out(tmp_path: Path) -> None:
     records = [{k: v for k, v in r.items() if k not in ("site_id", "address")} for r in RECORDS]
     path = write_json(tmp_path / "export.json", records)
-    columns = {**DEFAULT_COLUMNS, "sale_id": None}
-    df = load_transactions(path, columns=columns)
+    records = [{k: v for k, v in r.items() if k != "sale_id"} for r in records]
+    df = load(write_json(path, records))
     assert list(df.columns) == [
         "customer_id",
         "date",
@@ -531,7 +537,7 @@ def test_optional_columns_absent_or_unmapped_are_left_out(tmp_path: Path) -> Non
 def test_column_names_match_ignoring_case_and_spaces(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text("customerid ; Date ;SUM\n1;05.03.2024;10\n", encoding="utf-8")
-    df = load_transactions(path)
+    df = load(path)
     assert df["customer_id"].tolist() == ["1"]
     assert df["amount"].tolist() == [10.0]
 
@@ -544,7 +550,7 @@ def test_order_fallback_one_order_per_customer_per_day(tmp_path: Path) -> None:
         {"CustomerID": 77, "date": "2024-03-05", "sum": 40},
         {"CustomerID": None, "date": "2024-03-05", "sum": 50},
     ]
-    df = load_transactions(write_json(tmp_path / "export.json", records))
+    df = load(write_json(tmp_path / "export.json", records))
     assert df["order_id"].tolist()[:4] == [
         "1234|2024-03-05",
         "1234|2024-03-05",
@@ -560,14 +566,14 @@ def test_empty_order_ids_are_filled_with_the_fallback(tmp_path: Path) -> None:
         {"CustomerID": 1, "date": "2024-03-05", "sum": 10, "order_id": "A-1"},
         {"CustomerID": 1, "date": "2024-03-06", "sum": 10, "order_id": ""},
     ]
-    df = load_transactions(write_json(tmp_path / "export.json", records))
+    df = load(write_json(tmp_path / "export.json", records))
     assert df["order_id"].tolist() == ["A-1", "1|2024-03-06"]
 
 
 def test_to_canonical_works_on_a_frame_and_never_mutates_it() -> None:
     raw = pd.DataFrame(RECORDS, dtype=object, index=range(100, 106))
     before = raw.copy()
-    df = to_canonical(raw)
+    df, _ = to_canonical(raw)
     assert_canonical_values(df)
     assert list(df.index) == list(range(6))
     pd.testing.assert_frame_equal(raw, before)
@@ -587,7 +593,7 @@ def _records_with(n: int, bad: dict[int, dict]) -> list[dict]:
 
 def test_below_threshold_bad_values_become_nat_and_nan(tmp_path: Path) -> None:
     records = _records_with(40, {3: {"date": "вчера"}, 7: {"sum": "много"}, 9: {"sum": ""}})
-    df = load_transactions(write_json(tmp_path / "export.json", records), max_bad_share=0.05)
+    df = load(write_json(tmp_path / "export.json", records), max_bad_share=0.05)
     assert len(df) == 40
     assert df["date"].isna().tolist() == [i == 3 for i in range(40)]
     assert df["amount"].isna().tolist() == [i in (7, 9) for i in range(40)]
@@ -600,7 +606,7 @@ def test_too_many_bad_dates_names_column_count_share_and_rows(tmp_path: Path) ->
     )
     path = write_json(tmp_path / "export.json", records)
     with pytest.raises(UserError) as err:
-        load_transactions(path)
+        load(path)
     message = str(err.value)
     assert str(path) in message
     assert "'date' (date)" in message
@@ -616,7 +622,7 @@ def test_too_many_bad_amounts_lists_only_the_first_five(tmp_path: Path) -> None:
     records = _records_with(12, {i: {"sum": f"x{i}"} for i in bad_rows})
     path = write_jsonl(tmp_path / "export.jsonl", records)
     with pytest.raises(UserError) as err:
-        load_transactions(path, max_bad_share=0.2)
+        load(path, max_bad_share=0.2)
     message = str(err.value)
     assert "export.jsonl" in message
     assert "'sum' (amount)" in message
@@ -635,15 +641,15 @@ def test_bad_share_uses_the_price_column_when_amount_is_derived(tmp_path: Path) 
         encoding="utf-8",
     )
     with pytest.raises(UserError, match=r"retail\.csv: column 'Price' \(price\): 1 of 2"):
-        load_transactions(path, columns=ONLINE_RETAIL_COLUMNS)
-    df = load_transactions(path, columns=ONLINE_RETAIL_COLUMNS, max_bad_share=0.5)
+        load(path, columns=ONLINE_RETAIL_COLUMNS)
+    df = load(path, columns=ONLINE_RETAIL_COLUMNS, max_bad_share=0.5)
     assert np.isnan(df["amount"].iloc[0])
     assert df["amount"].iloc[1] == 3.0
 
 
 def test_missing_customer_ids_are_not_an_error(tmp_path: Path) -> None:
     records = _records_with(4, {i: {"CustomerID": None} for i in range(3)})
-    df = load_transactions(write_json(tmp_path / "export.json", records))
+    df = load(write_json(tmp_path / "export.json", records))
     assert df["customer_id"].isna().sum() == 3
     assert df["customer_id"].iloc[3] == "3"
 
@@ -655,7 +661,7 @@ def test_missing_customer_ids_are_not_an_error(tmp_path: Path) -> None:
 
 def test_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"nope\.json: file not found"):
-        load_transactions(tmp_path / "nope.json")
+        load(tmp_path / "nope.json")
 
 
 @pytest.mark.parametrize(
@@ -673,7 +679,7 @@ def test_empty_files(tmp_path: Path, name: str, content: bytes, expected: str) -
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(UserError) as err:
-        load_transactions(path)
+        load(path)
     assert name in str(err.value)
     assert expected in str(err.value)
 
@@ -682,7 +688,7 @@ def test_not_json_reports_the_parser_position(tmp_path: Path) -> None:
     path = tmp_path / "export.json"
     path.write_text('[\n  {"CustomerID": 1, "date": "2024-03-05",\n  "sum" 5}\n]', encoding="utf-8")
     with pytest.raises(UserError) as err:
-        load_transactions(path)
+        load(path)
     message = str(err.value)
     assert "export.json: not valid JSON" in message
     assert "line 3 column 9" in message
@@ -691,29 +697,29 @@ def test_not_json_reports_the_parser_position(tmp_path: Path) -> None:
 def test_json_lines_named_json_gets_a_hint(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "export.json", RECORDS[:2])
     with pytest.raises(UserError, match="data.format=jsonl"):
-        load_transactions(path)
-    assert_canonical_values(load_transactions(write_jsonl(tmp_path / "e.jsonl", RECORDS)))
+        load(path)
+    assert_canonical_values(load(write_jsonl(tmp_path / "e.jsonl", RECORDS)))
 
 
 def test_bad_json_line_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "export.jsonl"
     path.write_text('{"CustomerID": 1}\n\n{"CustomerID": 2,}\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"export\.jsonl: not valid JSON Lines: line 3"):
-        load_transactions(path)
+        load(path)
 
 
 def test_jsonl_with_blank_lines_and_crlf(tmp_path: Path) -> None:
     lines = [json.dumps(r, ensure_ascii=False) for r in RECORDS]
     path = tmp_path / "export.jsonl"
     path.write_bytes(("\r\n".join(lines[:3]) + "\r\n\r\n" + "\n".join(lines[3:])).encode())
-    assert_canonical_values(load_transactions(path))
+    assert_canonical_values(load(path))
 
 
 def test_json_object_instead_of_array_lists_its_keys(tmp_path: Path) -> None:
     path = tmp_path / "export.json"
     path.write_text(json.dumps({"count": 6, "data": RECORDS}), encoding="utf-8")
     with pytest.raises(UserError) as err:
-        load_transactions(path)
+        load(path)
     message = str(err.value)
     assert "export.json: expected a JSON array of records" in message
     assert "['count', 'data']" in message
@@ -724,75 +730,70 @@ def test_json_array_of_non_records(tmp_path: Path) -> None:
     path = tmp_path / "export.json"
     path.write_text("[1, 2, 3]", encoding="utf-8")
     with pytest.raises(UserError, match=r"export\.json: .*record 0 is a int"):
-        load_transactions(path)
+        load(path)
 
 
 def test_required_column_missing_names_role_setting_and_file_columns(tmp_path: Path) -> None:
     records = [{k: v for k, v in r.items() if k != "CustomerID"} for r in RECORDS]
     path = write_json(tmp_path / "export.json", records)
     with pytest.raises(UserError) as err:
-        load_transactions(path)
+        load(path)
     message = str(err.value)
-    assert "export.json: required column 'CustomerID' (customer_id) not found" in message
+    assert "export.json: no column found for customer_id (e.g. CustomerID" in message
     assert "data.columns.customer_id=" in message
     assert "'StockCode'" in message and "'sum'" in message
 
 
-def test_required_role_mapped_to_null(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "export.json", RECORDS)
-    with pytest.raises(UserError, match=r"export\.json: .*data\.columns\.date is null"):
-        load_transactions(path, columns={**DEFAULT_COLUMNS, "date": None})
-
-
-def test_amount_and_price_both_unmapped(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "export.json", RECORDS)
-    with pytest.raises(UserError, match=r"data\.columns\.amount and data\.columns\.price"):
-        load_transactions(path, columns={**DEFAULT_COLUMNS, "amount": None})
-
-
-def test_price_mapping_requires_the_price_column(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "export.json", RECORDS)
-    columns = {**DEFAULT_COLUMNS, "amount": None, "price": "Price"}
+def test_amount_from_quantity_and_price_needs_both(tmp_path: Path) -> None:
+    records = [{k: v for k, v in r.items() if k not in ("sum", "quantity")} for r in RECORDS]
+    path = write_json(tmp_path / "export.json", [r | {"Price": 2} for r in records])
     with pytest.raises(UserError) as err:
-        load_transactions(path, columns=columns)
-    assert "required column 'Price' (price) not found" in str(err.value)
-    assert "data.columns.price=" in str(err.value)
+        load(path)
+    assert "no column found for quantity" in str(err.value)
+    assert "data.columns.quantity=<column>" in str(err.value)
+
+
+def test_override_must_name_a_column(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "export.json", RECORDS)
+    with pytest.raises(UserError) as err:
+        load(path, columns={"price": "Price"})
+    assert "data.columns.price='Price' is not a column of the file" in str(err.value)
 
 
 def test_unknown_role_in_mapping(tmp_path: Path) -> None:
     path = write_json(tmp_path / "export.json", RECORDS)
     with pytest.raises(UserError, match=r"data\.columns: unknown role\(s\) \['custmer_id'\]"):
-        load_transactions(path, columns={**DEFAULT_COLUMNS, "custmer_id": "CustomerID"})
+        load(path, columns={"custmer_id": "CustomerID"})
 
 
 def test_unknown_extension_and_unknown_format(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "export.xlsx", RECORDS)
-    with pytest.raises(UserError, match=r"export\.xlsx: cannot tell the format.*data\.format"):
-        load_transactions(path)
+    path = write_json(tmp_path / "export.xml", RECORDS)
+    with pytest.raises(UserError, match=r"export\.xml: cannot tell the format.*data\.format"):
+        load(path)
     with pytest.raises(UserError, match=r"data\.format=xml: unknown format"):
-        load_transactions(path, fmt="xml")
+        load(path, fmt="xml")
 
 
 def test_bad_max_bad_share(tmp_path: Path) -> None:
     path = write_json(tmp_path / "export.json", RECORDS)
     with pytest.raises(UserError, match=r"data\.max_bad_share=1\.5"):
-        load_transactions(path, max_bad_share=1.5)
+        load(path, max_bad_share=1.5)
 
 
 def test_damaged_gzip_and_not_parquet(tmp_path: Path) -> None:
     path = tmp_path / "export.json.gz"
     path.write_bytes(gzip.compress(json.dumps(RECORDS).encode())[:40])
     with pytest.raises(UserError, match=r"export\.json\.gz: damaged gzip file"):
-        load_transactions(path)
+        load(path)
     path = tmp_path / "export.parquet"
     path.write_bytes(b"this is not parquet at all")
     with pytest.raises(UserError, match=r"export\.parquet: not a readable Parquet file"):
-        load_transactions(path)
+        load(path)
 
 
 def test_to_canonical_errors_name_the_source() -> None:
     raw = pd.DataFrame({"CustomerID": [1], "sum": [5]})
-    with pytest.raises(UserError, match=r"model input: required column 'date' \(date\)"):
+    with pytest.raises(UserError, match=r"model input: no column found for date"):
         to_canonical(raw, source="model input")
 
 
@@ -801,6 +802,6 @@ def test_nested_json_values_do_not_crash_the_parsers(tmp_path: Path) -> None:
         {"CustomerID": {"id": 1}, "date": "2024-03-05", "sum": 10},
         {"CustomerID": 2, "date": "2024-03-05", "sum": 20},
     ]
-    df = load_transactions(write_json(tmp_path / "export.json", records))
+    df = load(write_json(tmp_path / "export.json", records))
     assert df["customer_id"].tolist() == ["{'id': 1}", "2"]
     assert df["amount"].tolist() == [10.0, 20.0]

@@ -19,7 +19,7 @@ import pytest
 
 from src.data import synthetic
 from src.data.clean import clean_transactions
-from src.data.load import DEFAULT_COLUMNS, read_export, to_canonical
+from src.data.load import read_export, to_canonical
 from src.data.synthetic import (
     GENERATOR_VERSION,
     GROUPS,
@@ -42,7 +42,6 @@ SHARES = {
     "one_off_lost": 0.22,
     "wholesale": 0.03,
 }
-COLUMNS = DEFAULT_COLUMNS  # the 1C names the generator writes
 TEST_ID = re.compile(r"(?i)^\s*(test|тест)")
 END = pd.Timestamp(HISTORY_END) + pd.Timedelta(days=1)  # snapshot: midnight after the last day
 
@@ -70,13 +69,7 @@ def parse_date(text: str) -> datetime | None:
 
 
 def load(path: Path) -> pd.DataFrame:
-    return to_canonical(
-        read_export(path),
-        columns=COLUMNS,
-        source=str(path),
-        max_bad_share=0.05,
-        dayfirst=True,
-    )
+    return to_canonical(read_export(path), source=str(path))[0]  # 1C names, recognised
 
 
 def rfm(clean: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
