@@ -52,6 +52,18 @@ def check_sweep(cfg: DictConfig, allowed: Mapping[str, Iterable[str]]) -> None:
     check_export(cfg.data)
 
 
+def check_predict(cfg: DictConfig) -> None:
+    """`src.predict`: the export and the earlier segments file exist and are readable (the
+    columns are the model's to judge; the output is checked by `predict` itself)."""
+    if not cfg.input or not cfg.output:
+        raise UserError(
+            "both input=PATH (an export) and output=PATH (the segments CSV) are required"
+        )
+    check_input_file(Path(str(cfg.input)).expanduser(), "input", str(cfg.format))
+    if cfg.previous:
+        check_input_file(Path(str(cfg.previous)).expanduser(), "previous", "csv")
+
+
 def check_settings(cfg: DictConfig) -> None:
     """Settings read only after the data are loaded: refused now instead."""
     resolve_rules(OmegaConf.to_container(cfg.clean, resolve=True))
