@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,11 +41,13 @@ def check_run(cfg: DictConfig) -> None:
     check_export(cfg.data)
 
 
-def check_sweep(cfg: DictConfig, allowed: Mapping[str, Iterable[str]]) -> None:
+def check_sweep(cfg: DictConfig) -> None:
     """`src.sweep`: the settings, the estimator classes (and their optional packages) of the
-    options a trial may pick (`allowed`: group -> options), the export."""
+    options a trial may pick, the export."""
+    from src.tuning.space import allowed_options
+
     check_settings(cfg)
-    for group, options in allowed.items():
+    for group, options in allowed_options(cfg.sweep, cfg.search).items():
         for option in options:
             spec = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
             estimator_class(group, spec.get("_target_"))
