@@ -26,7 +26,7 @@ from src.cli import exit_on_user_error, run_command
 from src.data.load import read_export
 from src.errors import UserError
 from src.evaluation.migration import biggest_movements, migration_matrix
-from src.preflight import check_predict
+from src.preflight import check_predict, check_writable_folder
 
 OUTPUT_COLUMNS = ["customer_id", "segment_id", "segment_name"]
 DEFAULT_OUTPUT_NAME = "segments.csv"
@@ -145,11 +145,7 @@ def check_targets(targets: list[Path], protected: list[Path], overwrite: bool) -
                 raise UserError(
                     f"output={target}: exists already; pass overwrite=true to replace it"
                 )
-        folder = next(p for p in (target.parent, *target.parent.parents) if p.exists())
-        if not folder.is_dir():
-            raise UserError(f"output={target}: {folder} is not a directory")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UserError(f"output={target}: cannot write in {folder} (permission denied)")
+        check_writable_folder(target.parent, f"output={target}")
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -38,6 +38,7 @@ def check_run(cfg: DictConfig) -> None:
     check_settings(cfg)
     for group in GROUPS:
         build_estimator(group, OmegaConf.to_container(cfg[group], resolve=True))
+    check_writable_folder(Path(str(cfg.outputs_dir)), f"outputs_dir={cfg.outputs_dir}")
     check_export(cfg.data)
 
 
@@ -91,6 +92,15 @@ def check_input_file(path: Path, setting: str, fmt: str = "auto") -> None:
     if not os.access(path, os.R_OK):
         raise UserError(f"{setting}={path}: not readable (permission denied)")
     detect_format(path, fmt)
+
+
+def check_writable_folder(folder: Path, setting: str) -> None:
+    """`folder` is a directory this process can write in, or can be created in one."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{setting}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{setting}: cannot write in {existing} (permission denied)")
 
 
 def check_export(data: DictConfig) -> None:

@@ -100,3 +100,10 @@ def test_settings_are_refused_before_the_data_are_read(tmp_path, make_cfg, overr
     write(path, "json")
     with pytest.raises(UserError, match=message):
         check_run(make_cfg(f"data.path={path}", override))
+
+
+def test_an_outputs_dir_that_cannot_be_a_folder_is_refused(tmp_path, make_cfg):
+    (tmp_path / "file").write_text("x\n")
+    with pytest.raises(UserError, match=r"outputs_dir=.*file/outputs: .*file is not a directory"):
+        check_run(make_cfg(f"outputs_dir={tmp_path / 'file' / 'outputs'}"))
+    check_run(make_cfg(f"outputs_dir={tmp_path / 'new' / 'outputs'}"))  # created by the run
