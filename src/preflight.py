@@ -134,28 +134,30 @@ def export_head(path: Path, kind: str) -> pd.DataFrame | None:
             data = handle.read(HEAD_BYTES + 1)
     except (OSError, EOFError, ValueError):
         return None
-    complete = len(data) <= HEAD_BYTES
-    if not complete:  # only whole lines
+    if len(data) > HEAD_BYTES:  # only whole lines
         data = data[: data.rfind(b"\n") + 1]
     text = _text(data)
     if text is None or not text.strip():
         return None
-    records = _json_records(text, kind) if kind in ("json", "jsonl") else None
     if kind == "csv":
-        first_line = text.lstrip().split("\n", 1)[0]
-        try:
-            return pd.read_csv(
-                io.StringIO(text.lstrip()),
-                sep=sniff_delimiter(first_line),
-                dtype=str,
-                keep_default_na=False,
-                nrows=HEAD_RECORDS,
-            )
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
-            return None
+        return _csv_head(text.lstrip())
+    records = _json_records(text, kind)
     if not records or not all(isinstance(r, dict) for r in records):
         return None
     return pd.DataFrame(records, dtype=object)
+
+
+def _csv_head(text: str) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(
+            io.StringIO(text),
+            sep=sniff_delimiter(text.split("\n", 1)[0]),
+            dtype=str,
+            keep_default_na=False,
+            nrows=HEAD_RECORDS,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
 
 
 def _parquet_head(handle: object) -> pd.DataFrame | None:
