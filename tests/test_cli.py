@@ -52,3 +52,29 @@ def test_every_command_reports_an_unknown_key_in_one_line(tmp_path, module):
         "Key 'no_such_key' is not in struct\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_programming_error_in_the_command_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only Hydra's refusals of the command line become one line; the command's bugs do not."""
+    import hydra
+
+    from src.cli import run_command
+
+    (tmp_path / "app.yaml").write_text("x: 1\n")
+
+    @hydra.main(version_base="1.3", config_path=str(tmp_path), config_name="app")
+    def buggy(cfg) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.chdir(tmp_path)
+    quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none"]  # this process's logging
+    monkeypatch.setattr(
+        sys, "argv", ["buggy", "hydra.run.dir=.", "hydra.output_subdir=null", *quiet]
+    )
+    with pytest.raises(ValueError, match="a bug"):
+        run_command(buggy)
+    monkeypatch.setattr(sys, "argv", ["buggy", "no_such_key=1", *quiet])
+    with pytest.raises(SystemExit) as stopped:
+        run_command(buggy)
+    assert stopped.value.code == 2
+    assert "HYDRA_FULL_ERROR" not in os.environ
