@@ -1,10 +1,21 @@
-"""Write a run's outputs to a directory, all or nothing."""
+"""Write a run's outputs to a directory of its own, all or nothing.
+
+A run's folder is `<outputs_dir>/<date>/<HH-MM-SS>-<id>` (`run_folder`), unique even for runs
+started in the same second. It is written as a hidden sibling `.<name>.<pid>.partial` and renamed
+when complete; a partial folder whose process is gone (or older than an hour) is removed by the
+next run (`remove_stale_partials`).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+import secrets
 import shutil
-import tempfile
+import time
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -16,20 +27,65 @@ from matplotlib.figure import Figure  # noqa: E402
 from src.pipeline import PreparedData, RunResult  # noqa: E402
 
 PLOT_DPI = 110
+STALE_PARTIAL_SECONDS = 3600
+_PARTIAL = re.compile(r"^\..+\.(?P<pid>\d+)\.partial$")
+
+log = logging.getLogger(__name__)
+
+
+def run_folder(root: Path, started: datetime, run_id: str | None) -> Path:
+    """`root/<YYYY-MM-DD>/<HH-MM-SS>-<id>`: the id is the MLflow run id's first 8 characters, or
+    8 random hex digits for an untracked run."""
+    suffix = run_id[:8] if run_id else secrets.token_hex(4)
+    return Path(root) / started.strftime("%Y-%m-%d") / f"{started.strftime('%H-%M-%S')}-{suffix}"
+
+
+def remove_stale_partials(root: Path, now: float | None = None) -> list[Path]:
+    """Remove the partial folders under `root/<date>/` of runs that were killed while writing:
+    their process is gone, or they are older than an hour (the pid may have been reused)."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in Path(root).glob("*/.*.partial"):
+        match = _PARTIAL.match(path.name)
+        if match is None or not path.is_dir():
+            continue
+        try:
+            old = now - path.stat().st_mtime > STALE_PARTIAL_SECONDS
+        except FileNotFoundError:  # its run just finished or removed it
+            continue
+        if old or not _process_alive(int(match["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            log.info("removed the partial outputs of an interrupted run: %s", path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_run_outputs(
     out_dir: Path, data: PreparedData, result: RunResult, config_yaml: str, with_plots: bool = True
 ) -> Path:
     """Write segments.csv, profile.csv, cleaning_report.json, config.yaml and plots/*.png (the
-    run's own plots only `with_plots`: drawing them is the costly part).
+    run's own plots only `with_plots`: drawing them is the costly part) to `out_dir`, which must
+    not exist yet.
 
-    Files go to a temporary sibling directory first and are moved into place only when every one
+    Files go to a hidden sibling directory first and are moved into place only when every one
     of them was written, so a failure never leaves half the outputs behind.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir}: a run's outputs folder exists already")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.partial")
+    staging.mkdir()
     try:
         result.segments.to_csv(staging / "segments.csv", index=False)
         result.profile.to_csv(staging / "profile.csv", index=False)
@@ -38,8 +94,6 @@ def write_run_outputs(
         )
         (staging / "config.yaml").write_text(config_yaml, encoding="utf-8")
         save_figures(data.figures | (result.figures() if with_plots else {}), staging / "plots")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
         staging.rename(out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -4,7 +4,9 @@ the registered model holding alias `production` (or any `model=` URI).
 The export is read with the project's loader, so every format and 1C quirk training accepts works
 here too; the model does the rest (cleaning, RFM, classifier), exactly as `mlflow models serve`
 does. Customers the model never saw are the point: they go through the trained classifier. Files
-are written only once everything succeeded, each atomically (temp file + rename).
+are written only once everything succeeded, each atomically (temp file + rename). An existing
+file is replaced only with `overwrite=true`, and never the input, `previous=`, a directory or
+anything but a regular file; `output=DIR/` writes DIR/segments.csv.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
-from src.cli import exit_on_user_error, skip_collection_at_exit
+from src.cli import exit_on_user_error, run_command
 from src.data.load import read_export
 from src.errors import UserError
 from src.evaluation.migration import biggest_movements, migration_matrix
+from src.preflight import check_predict, check_writable_folder
 
 OUTPUT_COLUMNS = ["customer_id", "segment_id", "segment_name"]
+DEFAULT_OUTPUT_NAME = "segments.csv"
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 
 
@@ -113,10 +117,49 @@ def _direct_predict(model: object) -> Callable[..., pd.DataFrame] | None:
     return lambda frame, params=None: inner.predict(None, frame, params=params)
 
 
-def write_atomically(writers: dict[Path, Callable[[Path], None]]) -> None:
-    """Write every file to a temp file beside it, then rename them all: on any error nothing
-    appears and no earlier file is half-replaced."""
+def output_file(value: str) -> Path:
+    """The segments file `output=` names: the path itself, or DIR/segments.csv for a directory
+    (`output=DIR/`, or an existing directory)."""
+    path = Path(value).expanduser()
+    if value.endswith(("/", os.sep)) or path.is_dir():
+        return path / DEFAULT_OUTPUT_NAME
+    return path
+
+
+def check_targets(targets: list[Path], protected: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, to write over an input (`protected`), a directory or a
+    non-regular file, or over an existing file without `overwrite`; each target's folder must be
+    creatable."""
+    for target in targets:
+        for kept in protected:
+            if _same_file(target, kept):
+                raise UserError(f"output={target}: is the input file {kept}; choose another path")
+        if target.exists() or target.is_symlink():
+            if not target.is_file():
+                raise UserError(f"output={target}: exists and is not a regular file")
+            if not overwrite:
+                raise UserError(
+                    f"output={target}: exists already; pass overwrite=true to replace it"
+                )
+        check_writable_folder(target.parent, f"output={target}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def write_atomically(writers: dict[Path, Callable[[Path], None]], overwrite: bool) -> None:
+    """Write every file to a temp file beside it, then put them all in place: on any error
+    nothing appears and no earlier file is half-replaced. Without `overwrite` each is linked
+    into place, which fails if a file of that name appeared meanwhile (another process): that
+    file is kept, and none of ours stays."""
     temps: dict[Path, Path] = {}
+    placed: list[Path] = []
     try:
         for path, write in writers.items():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,10 +169,29 @@ def write_atomically(writers: dict[Path, Callable[[Path], None]]) -> None:
             write(temps[path])
             temps[path].chmod(0o644)
         for path, temp in temps.items():
-            os.replace(temp, path)
+            if overwrite:
+                os.replace(temp, path)
+            else:
+                _place_new(temp, path)
+                placed.append(path)
+    except BaseException:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
+
+
+def _place_new(temp: Path, path: Path) -> None:
+    """Put `temp` at `path`, which must not exist: another process's file is never clobbered."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise UserError(
+            f"output={path}: another process wrote this file meanwhile; it is kept and nothing "
+            "was written (pass overwrite=true to replace it)"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,11 +246,11 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     """Segment `cfg.input` and write `cfg.output` (plus the migration files); returns segments."""
     import mlflow
 
-    if not cfg.input or not cfg.output:
-        raise UserError(
-            "both input=PATH (an export) and output=PATH (the segments CSV) are required"
-        )
-    source, output = Path(str(cfg.input)), Path(str(cfg.output))
+    check_predict(cfg)  # before any work: the paths
+    source, output = Path(str(cfg.input)), output_file(str(cfg.output))
+    targets = [output, *migration_paths(output)] if cfg.previous else [output]
+    inputs = [source, *([Path(str(cfg.previous))] if cfg.previous else [])]
+    check_targets(targets, inputs, bool(cfg.overwrite))
     snapshot = _snapshot(cfg.snapshot_date)
     previous = read_previous(Path(str(cfg.previous))) if cfg.previous else None
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
@@ -215,7 +277,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         matrix_path, plot_path = migration_paths(output)
         writers[matrix_path] = lambda p: matrix.to_csv(p)
         writers[plot_path] = lambda p: figure.savefig(p, format="png", dpi=120, bbox_inches="tight")
-    write_atomically(writers)
+    write_atomically(writers, bool(cfg.overwrite))
 
     print(f"model: {described}")
     print(
@@ -254,5 +316,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    skip_collection_at_exit()
+    run_command(main)

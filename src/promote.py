@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import hydra
 from omegaconf import DictConfig
 
-from src.cli import exit_on_user_error, skip_collection_at_exit
+from src.cli import exit_on_user_error, run_command
 from src.errors import UserError
 from src.tuning.objective import direction
 
@@ -218,5 +218,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    skip_collection_at_exit()
+    run_command(main)

@@ -31,11 +31,12 @@ from hydra.core.hydra_config import HydraConfig
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import exit_on_user_error, skip_collection_at_exit
+from src.cli import exit_on_user_error, run_command, skip_collection_at_exit
 from src.errors import UserError
 from src.evaluation import plots
 from src.models.factory import GROUPS
 from src.pipeline import cpu_threads, exploratory_figures, prepare_data
+from src.preflight import check_sweep
 from src.processes import helper_context
 from src.tuning.objective import objective_metrics
 from src.tuning.space import allowed_options
@@ -446,6 +447,7 @@ def _print_summary(result: Outcome, board: pd.DataFrame) -> None:
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
         overrides = list(HydraConfig.get().overrides.task)
+        check_sweep(cfg)  # before any worker, study or run exists
         try:
             run_sweep(cfg, overrides)
         except KeyboardInterrupt:
@@ -455,5 +457,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    skip_collection_at_exit()
+    run_command(main)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def trained(tmp_path_factory, make_cfg) -> dict:
         mp.setenv("MLFLOW_EXPERIMENT_ID", "")  # set_experiment exports it; undone on exit
         cfg = make_cfg(f"data.path={export}", f"tracking.uri={uri}", "tracking.register=true")
         picked = {"reducer": "pca", "clusterer": "kmeans", "classifier": "xgboost"}
-        result = run_once(cfg, picked, tmp / "out")
+        result = run_once(cfg, picked, datetime.now())
         promote(make_cfg(f"tracking.uri={uri}", "version=1", config_name="promote"))
         client = MlflowClient(uri)
         client.create_registered_model("unpromoted")
@@ -236,8 +237,8 @@ def _renamed(records: list[dict], old: str, new: str) -> list[dict]:
 )  # fmt: skip
 def test_errors_name_the_problem_and_write_nothing(trained, run, export_a, tmp_path, case, message):
     out = tmp_path / "segments.csv"
-    out.write_text("kept\n")  # an earlier result must survive a failed run
-    args = [f"input={export_a}", f"output={out}"]
+    out.write_text("kept\n")  # an earlier result must survive a failed run, even overwritable
+    args = [f"input={export_a}", f"output={out}", "overwrite=true"]
     if case == "no production":
         args.append("model_name=unpromoted")
     elif case == "missing column":
@@ -276,3 +277,47 @@ def test_cli_without_production_exits_2_and_leaves_no_files(trained, export_a, t
     assert done.stderr.startswith("error: model=models:/unpromoted@production: no version")
     assert "python -m src.promote version=N" in done.stderr
     assert list(work.iterdir()) == []  # no segments.csv, no outputs/, no log file
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(trained, run, export_a, tmp_path):
+    out = tmp_path / "segments.csv"
+    out.write_text("kept\n")
+    with pytest.raises(UserError, match=r"segments.csv: exists already; pass overwrite=true"):
+        run(f"input={export_a}", f"output={out}")
+    assert out.read_text() == "kept\n"
+    segments = run(f"input={export_a}", f"output={out}", "overwrite=true")
+    assert len(pd.read_csv(out)) == len(segments) > 0
+
+
+def test_output_is_never_an_input_nor_a_non_regular_file(trained, run, export_a, tmp_path):
+    before = export_a.read_bytes()
+    with pytest.raises(UserError, match=r"is the input file"):
+        run(f"input={export_a}", f"output={export_a}", "overwrite=true")
+    old = tmp_path / "old.csv"
+    old.write_text("customer_id,segment_name\n1001,Lost\n")
+    with pytest.raises(UserError, match=r"old.csv: is the input file"):
+        run(f"input={export_a}", f"output={old}", f"previous={old}", "overwrite=true")
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(UserError, match=r"pipe.csv: exists and is not a regular file"):
+        run(f"input={export_a}", f"output={tmp_path / 'pipe.csv'}", "overwrite=true")
+    assert export_a.read_bytes() == before
+    assert old.read_text() == "customer_id,segment_name\n1001,Lost\n"
+
+
+def test_output_directory_gets_segments_csv(trained, run, export_a, tmp_path):
+    folder = tmp_path / "monthly"
+    segments = run(f"input={export_a}", f"output={folder}/")
+    assert len(pd.read_csv(folder / "segments.csv")) == len(segments)
+    with pytest.raises(UserError, match=r"monthly/segments.csv: exists already"):
+        run(f"input={export_a}", f"output={folder}")  # an existing directory: the same file
+
+
+def test_migration_files_are_not_overwritten_either(trained, run, export_a, tmp_path):
+    old = tmp_path / "old.csv"
+    run(f"input={export_a}", f"output={old}")
+    out = tmp_path / "new.csv"
+    matrix_path, _ = migration_paths(out)
+    matrix_path.write_text("kept\n")
+    with pytest.raises(UserError, match=r"new.migration.csv: exists already"):
+        run(f"input={export_a}", f"output={out}", f"previous={old}")
+    assert matrix_path.read_text() == "kept\n" and not out.exists()

@@ -28,8 +28,8 @@ def timed(command: list[str], cwd: Path) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def run_command(cwd: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "src.run", f"hydra.run.dir={cwd}/out", *overrides]
+def run_command(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "src.run", *overrides]
 
 
 def add_run(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def bench_run(args: argparse.Namespace) -> int:
         cwd = Path(tmp)
         # Warm-up: caches the default store and creates the MLflow database, a one-off cost of
         # a store's first run (printed, not counted in the overhead).
-        first, _ = timed(run_command(cwd), cwd)
+        first, _ = timed(run_command(), cwd)
         print(f"{'first run on a fresh MLflow store (one-off)':<48} {first:7.1f} s", flush=True)
         if args.large:  # generate the large store outside the timings
             from src.data.synthetic import default_sample_path
@@ -70,7 +70,7 @@ def bench_run(args: argparse.Namespace) -> int:
         pair = {"tracked": [], "tracking=none": []}
         for _ in range(args.repeat):
             for label, overrides in (("tracked", ()), ("tracking=none", ("tracking=none",))):
-                pair[label].append(timed(run_command(cwd, *overrides), cwd)[0])
+                pair[label].append(timed(run_command(*overrides), cwd)[0])
         for label, seconds in pair.items():
             runs = ", ".join(f"{s:.1f}" for s in seconds)
             goal = "(target <= 20 s)" if label == "tracked" else ""
@@ -80,7 +80,7 @@ def bench_run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         for label, overrides, target in cases:
-            seconds, _ = timed(run_command(cwd, *overrides), cwd)
+            seconds, _ = timed(run_command(*overrides), cwd)
             print(f"{label:<48} {seconds:7.1f} s (target <= {target} s)", flush=True)
     tracked, untracked = (statistics.median(pair[k]) for k in ("tracked", "tracking=none"))
     print(f"tracking overhead: {tracked / untracked - 1:+.0%} (target <= +15%)")
@@ -149,7 +149,7 @@ def pair_seed(repeat: int) -> str:
 def sweep_command(cwd: Path, study_name: str, trials: int, jobs: int, *overrides: str) -> list[str]:
     """The benchmark's sweep over SPACE, in its own study of the scratch storage."""
     return [
-        sys.executable, "-m", "src.sweep", f"hydra.run.dir={cwd}/out-{study_name}", *SPACE,
+        sys.executable, "-m", "src.sweep", *SPACE,
         f"sweep.n_trials={trials}", f"sweep.n_jobs={jobs}", f"sweep.study_name={study_name}",
         f"sweep.storage=sqlite:///{cwd}/study.db", *overrides,
     ]  # fmt: skip

@@ -380,16 +380,21 @@ EXCEL_ENGINE = "calamine"
 EXCEL_PACKAGES = {"calamine": "python_calamine", "openpyxl": "openpyxl"}
 
 
-def read_excel(
-    data: bytes, path: Path, sheet: Any = None, engine: str = EXCEL_ENGINE
-) -> pd.DataFrame:
-    """One sheet of an .xlsx workbook (`sheet`: a name or 0-based position; None = the first)."""
+def require_excel_engine(path: Path, engine: str = EXCEL_ENGINE) -> None:
+    """Refuse an Excel export when the package that reads workbooks (the excel extra) is absent."""
     try:
         __import__(EXCEL_PACKAGES[engine])
     except ImportError:
         raise UserError(
             f"{path}: reading Excel workbooks needs the excel extra: pip install -e '.[excel]'"
         ) from None
+
+
+def read_excel(
+    data: bytes, path: Path, sheet: Any = None, engine: str = EXCEL_ENGINE
+) -> pd.DataFrame:
+    """One sheet of an .xlsx workbook (`sheet`: a name or 0-based position; None = the first)."""
+    require_excel_engine(path, engine)
     try:
         workbook = pd.ExcelFile(io.BytesIO(data), engine=engine)
     except Exception as err:  # zipfile, XML and engine errors of several unrelated types

@@ -21,7 +21,16 @@ OPTIONAL_EXTRAS = {"umap": "umap"}  # importable root module -> pyproject extra 
 
 def build_estimator(group: str, spec: Mapping[str, Any]) -> Any:
     """Instantiate the estimator described by config group `group` (e.g. 'clusterer')."""
-    target = spec.get("_target_")
+    cls = estimator_class(group, spec.get("_target_"))
+    params = {k: v for k, v in spec.items() if k != "_target_" and k not in PROJECT_KEYS}
+    try:
+        return cls(**params)
+    except TypeError as err:
+        raise UserError(f"{group}: {cls.__name__} rejected the settings {params}: {err}") from err
+
+
+def estimator_class(group: str, target: object) -> type:
+    """The class an option's `_target_` names; a missing optional package names its extra."""
     if not target:
         raise UserError(f"{group}: the option has no _target_ naming an estimator class")
     module_name, _, class_name = str(target).rpartition(".")
@@ -38,11 +47,7 @@ def build_estimator(group: str, spec: Mapping[str, Any]) -> Any:
     cls = getattr(module, class_name, None)
     if cls is None:
         raise UserError(f"{group}._target_={target}: '{class_name}' not found in {module_name}")
-    params = {k: v for k, v in spec.items() if k != "_target_" and k not in PROJECT_KEYS}
-    try:
-        return cls(**params)
-    except TypeError as err:
-        raise UserError(f"{group}: {cls.__name__} rejected the settings {params}: {err}") from err
+    return cls
 
 
 def can_label_new_points(estimator: Any) -> bool:

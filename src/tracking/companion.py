@@ -2,11 +2,14 @@
 
 Importing MLflow and opening its SQL store is about 2.6 s of pure Python on a 2-core machine,
 a sixth of a default run; in a thread it would fight the pipeline for the GIL. The companion,
-started first, imports MLflow, opens the store and creates the run on the other core; the
-pipeline's process then only sends it tags, the finished run's record, or the failure.
+started first, imports MLflow and opens the store on the other core while the pipeline loads and
+cleans the export; it creates the run only when told to start (the data are prepared), so an
+export that is refused leaves no run behind. The pipeline's process then only sends it the
+finished run's record, or the failure.
 
 The run behaves as if it were logged in-process: FAILED with the error as a tag when the pipeline
-fails, is interrupted or its process dies; ended FINISHED only after everything is logged.
+fails, is interrupted or its process dies after the start; ended FINISHED only after everything
+is logged.
 """
 
 from __future__ import annotations
@@ -41,14 +44,17 @@ class CompanionRun:
         self._connection = connection
         self._tracking = tracking
 
-    def tag(self, tags: Mapping[str, str]) -> None:
+    def start(self, tags: Mapping[str, str]) -> None:
+        """Have the companion create the run, with `tags` besides the contract's (the data are
+        prepared: a run exists only for data that were accepted). Returns at once."""
         with suppress(OSError):  # a companion that failed to start says why at check()
-            self._connection.send(("tags", dict(tags)))
+            self._connection.send(("start", dict(tags)))
 
-    def check(self) -> None:
-        """Raise if the companion could not open the store or create the run (a bad tracking.uri),
-        so that nothing is written for a run that cannot be recorded."""
-        self._reply("started")
+    def check(self) -> str:
+        """The run's id, once the companion created it; raises if it could not open the store or
+        create the run (a bad tracking.uri), so that nothing is written for a run that cannot be
+        recorded."""
+        return self._reply("started")
 
     def log(self, record: Any) -> None:
         """Send the finished pipeline's record (runs.RunRecord: params, dataset, metrics, model);
@@ -81,8 +87,9 @@ class CompanionRun:
 def companion_run(
     tracking: DictConfig, picked: Mapping[str, str], run_kind: str = "single"
 ) -> Iterator[CompanionRun]:
-    """Start the companion, which creates the run named and tagged by the contract; an exception
-    in the block ends the run FAILED with that error, and is re-raised."""
+    """Start the companion, which creates the run named and tagged by the contract when the block
+    calls `start`; an exception in the block after that ends the run FAILED with that error (before
+    it, no run is created), and is re-raised."""
     context = helper_context()
     ours, theirs = context.Pipe()
     process = context.Process(
@@ -109,7 +116,8 @@ def companion_run(
 def _serve(
     connection: Connection, parents_end: Connection, tracking: dict, picked: dict, run_kind: str
 ) -> None:
-    """The companion: open the store, create the run, then log what it is sent."""
+    """The companion: open the store, create the run when told to start, then log what it is
+    sent."""
     # A forked companion holds a copy of the pipeline process's end of the pipe; closed, so that
     # the pipe reports end-of-file when that process dies.
     parents_end.close()
@@ -119,17 +127,33 @@ def _serve(
         from src.tracking import runs
 
         runs.configure(OmegaConf.create(tracking))
-        with runs.tracked_run(picked, run_kind) as run:
+        tags = _start_order(connection)
+        if tags is None:  # the pipeline stopped before its data were ready: no run to record
+            return
+        with runs.tracked_run(picked, run_kind, tags=tags) as run:
             # The pipeline's process may have failed, or died, already: what it sent is still
             # to be read below.
             with suppress(OSError):
-                connection.send(("started", None))
+                connection.send(("started", run.info.run_id))
             _log_until_done(connection, run.info.run_id, mlflow, runs)
     except BaseException as err:  # noqa: BLE001 - reported to the pipeline's process instead
         with suppress(OSError):
             connection.send(("error", f"{type(err).__name__}: {err}"))
     finally:
         connection.close()
+
+
+def _start_order(connection: Connection) -> dict[str, str] | None:
+    """The tags of the run to create, or None when the pipeline failed or ended before it."""
+    try:
+        kind, body = connection.recv()
+    except EOFError:
+        return None
+    if kind == "fail":
+        return None
+    if kind != "start":
+        raise RuntimeError(f"companion told {kind!r} before the run started")
+    return body
 
 
 def _log_until_done(connection: Connection, run_id: str, mlflow: Any, runs: Any) -> None:
@@ -139,9 +163,7 @@ def _log_until_done(connection: Connection, run_id: str, mlflow: Any, runs: Any)
             kind, body = connection.recv()
         except EOFError:
             raise RuntimeError(PARENT_GONE) from None
-        if kind == "tags":
-            mlflow.set_tags(body)
-        elif kind == "fail":
+        if kind == "fail":
             mlflow.set_tag("error", body[:5000])
             mlflow.end_run(status="FAILED")
             return

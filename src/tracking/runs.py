@@ -103,8 +103,8 @@ def tracked_run(
 ) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run named and tagged by the contract; FAILED with the error as a tag on exceptions.
 
-    The `data_digest` tag is set by the caller once the export is loaded inside the run, so a run
-    that fails on a bad export is recorded too.
+    `tags` add to the contract's (a single run's `data_digest`: its run starts once the export
+    was accepted, so a refused export leaves no run).
     """
     all_tags = {group: picked[group] for group in GROUPS} | {
         "run_kind": run_kind,

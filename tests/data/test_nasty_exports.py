@@ -236,7 +236,7 @@ def test_two_columns_for_one_role_name_both(tmp_path):
         in str(err.value)
     )
     customers, report = outcome(path, columns={"amount": "Sum"})
-    assert report.rubles_clean == 6.0
+    assert report.amount_clean == 6.0
 
 
 @pytest.mark.slow
@@ -320,7 +320,7 @@ def test_customer_ids_are_stripped_and_leading_zeros_optional(tmp_path):
     assert outcome(path)[0] == ["0", "000123", "123"]
     customers, report = outcome(path, ids_ignore_leading_zeros=True)
     assert customers == ["0", "123"]
-    assert report.rubles_clean == 35.0
+    assert report.amount_clean == 35.0
 
 
 def test_blank_order_ids_are_one_order_per_customer_per_day(tmp_path):

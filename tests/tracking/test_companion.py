@@ -4,6 +4,7 @@ a real (temporary) SQLite store."""
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 
 import mlflow
 import pandas as pd
@@ -27,10 +28,14 @@ def tracking(tmp_path, monkeypatch):
     )
 
 
-def only_run(tracking) -> mlflow.entities.Run:
+def runs_in(tracking) -> list[mlflow.entities.Run]:
     client = MlflowClient(str(tracking.uri))
     experiment = client.get_experiment_by_name("companion-test")
-    (run,) = client.search_runs([experiment.experiment_id])
+    return client.search_runs([experiment.experiment_id])
+
+
+def only_run(tracking) -> mlflow.entities.Run:
+    (run,) = runs_in(tracking)
     return run
 
 
@@ -54,14 +59,14 @@ def record(tmp_path) -> RunRecord:
 
 def test_a_finished_run_is_fully_logged_then_ended(tracking, tmp_path):
     with companion_run(tracking, PICKED) as run:
-        run.tag({"data_digest": "abc123"})
-        run.check()
+        run.start({"data_digest": "abc123"})
+        run_id = run.check()
         done = record(tmp_path)
         run.log(dataclasses.replace(done, out_dir=None))
         logged = run.finish(done.out_dir, {"time/plots_s": 1.5})
     assert logged.model_uri is None and logged.version is None
     logged_run = only_run(tracking)
-    assert logged_run.info.run_id == logged.run_id
+    assert logged_run.info.run_id == logged.run_id == run_id
     assert logged_run.info.status == "FINISHED"
     assert logged_run.info.run_name == "pca-kmeans-xgboost"
     assert logged_run.data.tags["run_kind"] == "single"
@@ -77,18 +82,31 @@ def test_a_finished_run_is_fully_logged_then_ended(tracking, tmp_path):
 
 
 def test_an_error_in_the_pipeline_fails_the_run_with_its_message(tracking):
-    with pytest.raises(UserError, match="no CustomerID"), companion_run(tracking, PICKED):
-        raise UserError("export.json: no CustomerID column")
+    with pytest.raises(UserError, match="degenerate"), companion_run(tracking, PICKED) as run:
+        run.start({"data_digest": "abc123"})
+        raise UserError("degenerate clustering")
     failed = only_run(tracking)
     assert failed.info.status == "FAILED"
-    assert failed.data.tags["error"] == "UserError: export.json: no CustomerID column"
+    assert failed.data.tags["error"] == "UserError: degenerate clustering"
+    assert failed.data.tags["data_digest"] == "abc123"
 
 
-@pytest.mark.parametrize("when", ["before the run starts", "after it started"])
-def test_a_run_the_pipeline_never_logs_ends_failed(tracking, when):
+@pytest.mark.parametrize("how", ["refused", "ended"])
+def test_data_refused_before_the_start_leave_no_run(tracking, how):
+    """A refused export (or a pipeline that ends before its data are ready) creates no run."""
+    expected = pytest.raises(UserError) if how == "refused" else nullcontext()
+    with expected, companion_run(tracking, PICKED):
+        if how == "refused":
+            raise UserError("export.json: no CustomerID column")
+    assert runs_in(tracking) == []
+
+
+@pytest.mark.parametrize("when", ["before the check", "after it"])
+def test_a_started_run_the_pipeline_never_logs_ends_failed(tracking, when):
     """What the companion sees when the pipeline's process dies (or returns without logging)."""
     with companion_run(tracking, PICKED) as run:
-        if when == "after it started":
+        run.start({})
+        if when == "after it":
             run.check()
     failed = only_run(tracking)
     assert failed.info.status == "FAILED"
@@ -103,4 +121,5 @@ def test_a_store_that_cannot_be_opened_is_a_clear_error_before_outputs(tmp_path)
         pytest.raises(UserError, match=f"tracking \\({uri}\\)"),
         companion_run(tracking, PICKED) as run,
     ):
+        run.start({})
         run.check()
