@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from src.errors import UserError
+from src.secrets import mask_secrets
 
 USER_ERROR_STATUS = 2
 
@@ -20,7 +21,7 @@ def exit_on_user_error() -> Iterator[None]:
         yield
     except UserError as err:
         logging.getLogger("src").debug("user error", exc_info=True)
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(err))}", file=sys.stderr)
         sys.exit(USER_ERROR_STATUS)
 
 
