@@ -110,6 +110,8 @@ def run_worker(args: WorkerArgs) -> None:
 
     def report(trial: optuna.trial.FrozenTrial) -> None:
         print(progress_line(study, trial, args.budget, args.started), flush=True)
+        if _stop_requested.is_set():  # the signal's exception was raised where it got lost
+            raise KeyboardInterrupt
 
     def end_runs_of_dead_workers(stale: list[optuna.trial.FrozenTrial]) -> None:
         numbers = ", ".join(f"#{t.number}" for t in stale)
@@ -229,7 +231,13 @@ def _run_workers(
         signal.signal(signal.SIGTERM, previous)
 
 
+_stop_requested = threading.Event()
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    # Raised wherever the main thread is; inside a garbage-collector callback Python prints and
+    # drops it ("Exception ignored in ..."), so the worker loop also checks the flag.
+    _stop_requested.set()
     raise KeyboardInterrupt
 
 
@@ -352,12 +360,28 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
             log_start = (lambda: _log_parent_start(cfg, data)) if created else (lambda: None)
             _run_workers(args, workers, meanwhile=log_start)
             study = open_study(storage, name, objectives, int(cfg.seed))
-            fail_stale(study)
+            _wait_for_other_workers(study, heartbeat_seconds)
             end_orphan_runs(setup, study)
             _report(study, objectives, tracked=parent is not None)
         if parent is not None and sweep.register:
             _register_best(cfg, study, objectives, lock)
         return study
+
+
+def _wait_for_other_workers(study: optuna.Study, poll_seconds: int) -> None:
+    """Wait until no trial of the study runs: other workers' trials finish, or go stale when
+    their worker died (at most sweep.stale_seconds). The last worker then reports, ends the
+    runs of dead workers and registers the answer: nothing is left RUNNING."""
+    announced = False
+    while True:
+        fail_stale(study)
+        running = outcome(study).running
+        if not running:
+            return
+        if not announced:
+            print(f"waiting for {running} trial(s) running in other workers", flush=True)
+            announced = True
+        time.sleep(poll_seconds)
 
 
 def _report(study: optuna.Study, objectives: Sequence[str], tracked: bool) -> None:

@@ -155,7 +155,7 @@ def test_rerun_with_a_bigger_budget_resumes_and_registers_once(swept, store_path
 
 
 def test_killed_sweep_resumes_to_the_budget_and_marks_the_lost_trial_failed(tmp_path, store_path):
-    args = ("sweep.n_trials=4", "sweep.heartbeat_seconds=1")
+    args = ("sweep.n_trials=4", "sweep.heartbeat_seconds=1", "sweep.stale_seconds=3")
     process = subprocess.Popen(
         sweep_cmd(tmp_path, store_path, *args), cwd=tmp_path, env=env(tmp_path),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -313,6 +313,9 @@ def work(
                 trial = None
             else:
                 trial = study.ask()
+                # Before anything else: a worker killed from here on leaves a trial that goes
+                # stale, not one RUNNING for ever (a trial without any heartbeat never does).
+                storage.record_heartbeat(trial._trial_id)
                 propose(trial)
                 twin = evaluated_twin(study, trial)
                 if twin is not None:
