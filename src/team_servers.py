@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
             artifacts = str(Path(artifacts).resolve())
         # Its own process group: Ctrl-C in this terminal reaches us, and we stop the server's
         # workers with it as one.
-        server = subprocess.Popen(server_command(args, mlflow_db, artifacts), start_new_session=True)
+        server = subprocess.Popen(
+            server_command(args, mlflow_db, artifacts), start_new_session=True
+        )
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
         try:
             tracking = f"http://{args.host}:{args.port}"

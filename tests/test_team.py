@@ -105,6 +105,10 @@ def until_trial_line(process: subprocess.Popen) -> list[str]:
     return seen
 
 
+def psycopg_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
 def check_study(team, name: str, budget: int) -> None:
     """Budget met, nothing running, no parameter set evaluated twice, one parent run with every
     trial nested under it, no MLflow run left RUNNING, the answer registered exactly once."""
@@ -157,11 +161,21 @@ def test_two_workers_share_one_study_and_survive_one_killed(team_with_data):
     first = sweep(team, home / "a", "shared", "sweep.n_trials=6")
     second = sweep(team, home / "b", "shared", "sweep.n_trials=6")
     until_trial_line(second)
-    second.send_signal(signal.SIGKILL)  # mid-way through its next trial: no clean-up
+    study = optuna.load_study(study_name="shared", storage=psycopg_url(team["storage"]))
+    victim = f"{socket.gethostname()}/{second.pid}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+        t.state == TrialState.RUNNING and t.user_attrs.get("worker") == victim
+        for t in study.get_trials(deepcopy=False)
+    ):
+        time.sleep(0.05)
+    second.send_signal(signal.SIGKILL)  # mid-way through its trial: no clean-up
     second.wait()
     out = first.communicate(timeout=600)[0]
     assert first.returncode == 0, out[-3000:]
-    assert "failed: no heartbeat" in out or "waiting for" in out, out[-3000:]
+    (lost,) = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert lost.user_attrs["worker"] == victim
+    assert lost.user_attrs["error"] == "no heartbeat: its worker died"
     check_study(team, "shared", 6)
     assert_no_password(team, out)
 

@@ -200,8 +200,13 @@ def claim_worker_slot(study: optuna.Study, lock: Callable[[], AbstractContextMan
     with lock():
         slot = int(study.user_attrs.get("workers", 0))
         study.set_user_attr("workers", slot + 1)
-        study.set_user_attr(f"worker_{slot}", f"{socket.gethostname()}/{os.getpid()}")
+        study.set_user_attr(f"worker_{slot}", worker_identity())
     return slot
+
+
+def worker_identity() -> str:
+    """Which process on which machine runs a trial (user attr `worker`)."""
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 def is_duplicate(trial: FrozenTrial) -> bool:
@@ -316,6 +321,7 @@ def work(
                 # Before anything else: a worker killed from here on leaves a trial that goes
                 # stale, not one RUNNING for ever (a trial without any heartbeat never does).
                 storage.record_heartbeat(trial._trial_id)
+                trial.set_user_attr("worker", worker_identity())
                 propose(trial)
                 twin = evaluated_twin(study, trial)
                 if twin is not None:
