@@ -487,6 +487,6 @@ def progress_line(study: optuna.Study, trial: FrozenTrial, budget: int, started:
     best = best_feasible(study)
     best_text = f"best {best.values[0]:.4g} (#{best.number})" if best else "no feasible trial yet"
     return (
-        f"trial {trial.number + 1:>3}/{budget}  {combination:<32} {result:<40} {best_text}  "
+        f"trial {len(finished):>3}/{budget}  {combination:<32} {result:<40} {best_text}  "
         f"{elapsed:,.0f} s elapsed, ~{eta:,.0f} s left"
     )

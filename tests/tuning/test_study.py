@@ -3,6 +3,7 @@ import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
+from src.errors import UserError
 from src.tuning.study import open_storage, open_study, study_lock, work
 
 # Heartbeats, TPE's group option and fail_stale_trials are marked experimental; sweeps silence it.
@@ -80,3 +81,17 @@ def test_a_trial_that_lost_its_store_runs_again(tmp_path):
     (trial,) = study.get_trials(deepcopy=False)
     assert attempts == [0, 0]
     assert trial.state == TrialState.COMPLETE
+
+
+def test_a_study_belongs_to_one_mlflow_store_and_experiment(tmp_path):
+    _, storage, _ = _study(tmp_path)
+    here = {
+        "mlflow_store": "sqlite:///a/mlflow.db",
+        "mlflow_experiment": "e",
+        "mlflow_experiment_key": "1@5",
+    }
+    open_study(storage, "bound", ["cluster/silhouette"], seed=0, belongs_to=here)
+    open_study(storage, "bound", ["cluster/silhouette"], seed=0, belongs_to=here)  # resumes
+    elsewhere = here | {"mlflow_store": "sqlite:///b/mlflow.db", "mlflow_experiment_key": "1@9"}
+    with pytest.raises(UserError, match="belongs to MLflow store sqlite:///a/mlflow.db"):
+        open_study(storage, "bound", ["cluster/silhouette"], seed=0, belongs_to=elsewhere)
