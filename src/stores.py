@@ -14,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -138,15 +138,25 @@ def store_lock(url: str, name: str) -> Iterator[None]:
     if is_postgres(url):
         import psycopg
 
-        connection = retry(
-            lambda: psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10),
-            "connecting for a lock",
-        )
-        with connection:
-            connection.execute("SELECT pg_advisory_lock(%s)", (_lock_key(name),))
+        key = _lock_key(name)
+
+        def acquire() -> psycopg.Connection:
+            connection = psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10)
+            try:
+                connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+            except BaseException:
+                connection.close()
+                raise
+            return connection
+
+        connection = retry(acquire, f"taking the lock '{name}'")
+        try:
             yield
-            if not connection.closed and not connection.broken:
-                connection.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(name),))
+        finally:
+            # A connection lost meanwhile (the server restarted) released the lock with it.
+            with suppress(psycopg.Error):
+                connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            connection.close()
         return
     database = sqlite_path(url)
     if database is None:

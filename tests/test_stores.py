@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -72,3 +73,25 @@ def test_retry_waits_out_transient_errors_and_raises_others():
 def test_sqlite_store_lock_is_a_file_beside_the_database(tmp_path):
     with store_lock(f"sqlite:///{tmp_path}/mlflow.db", "x"):
         assert (tmp_path / "mlflow.db.lock").exists()
+
+
+def test_postgres_store_lock_excludes_other_connections():
+    psycopg = pytest.importorskip("psycopg")
+    url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    order = []
+
+    def other():
+        with store_lock(url, "test-lock"):
+            order.append("other")
+
+    with store_lock(url, "test-lock"):
+        waiting = threading.Thread(target=other)
+        waiting.start()
+        time.sleep(0.5)
+        order.append("holder")
+    waiting.join()
+    assert order == ["holder", "other"]
