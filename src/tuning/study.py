@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
@@ -58,6 +59,8 @@ _RETRIED_CALLS = (
     "set_trial_user_attr", "set_trial_system_attr", "set_trial_intermediate_value",
     "get_trial", "get_all_trials", "get_trial_id_from_study_id_trial_number", "get_best_trial",
     "record_heartbeat", "_get_stale_trial_ids",
+    # What Optuna's cached storage (in front of every study's RDBStorage) calls directly:
+    "_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param",
 )  # fmt: skip
 
 
@@ -239,11 +242,18 @@ def evaluated_twin(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | No
 
 
 def fail_stale(study: optuna.Study) -> list[FrozenTrial]:
-    """Fail the running trials whose heartbeat is older than the storage's grace period (their
-    worker died); returns them."""
+    """Fail the running trials whose worker died (returns them): those whose heartbeat is older
+    than the storage's grace period, and those that never got a worker (a trial created twice
+    when the database dropped the connection after creating it: the retry made another)."""
     storage = study._storage  # the heartbeat API of Optuna's storages takes the study's ids
+    grace = timedelta(seconds=getattr(storage, "_backend", storage).grace_period)
+    unowned = [
+        t._trial_id
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if "worker" not in t.user_attrs and datetime.now() - t.datetime_start > grace
+    ]
     failed = []
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    for trial_id in [*storage._get_stale_trial_ids(study._study_id), *unowned]:
         try:
             storage.set_trial_user_attr(trial_id, "error", "no heartbeat: its worker died")
             storage.set_trial_user_attr(trial_id, "retryable", True)
