@@ -4,7 +4,8 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from src.errors import UserError
-from src.tuning.study import open_storage, open_study, study_lock, work
+from src.sweep import sampler_seed
+from src.tuning.study import claim_worker_slot, open_storage, open_study, study_lock, work
 
 # Heartbeats, TPE's group option and fail_stale_trials are marked experimental; sweeps silence it.
 pytestmark = pytest.mark.filterwarnings("ignore", category=ExperimentalWarning)
@@ -95,3 +96,13 @@ def test_a_study_belongs_to_one_mlflow_store_and_experiment(tmp_path):
     elsewhere = here | {"mlflow_store": "sqlite:///b/mlflow.db", "mlflow_experiment_key": "1@9"}
     with pytest.raises(UserError, match="belongs to MLflow store sqlite:///a/mlflow.db"):
         open_study(storage, "bound", ["cluster/silhouette"], seed=0, belongs_to=elsewhere)
+
+
+def test_every_worker_of_a_study_gets_its_own_slot_and_sampler_seed(tmp_path):
+    study, _, url = _study(tmp_path)
+    lock = study_lock(url, study.study_name)
+    slots = [claim_worker_slot(study, lock) for _ in range(3)]  # e.g. two machines, then a resume
+    assert slots == [0, 1, 2]
+    assert sampler_seed(42, 0) == 42  # a fresh one-worker sweep samples as `seed` says
+    assert len({sampler_seed(42, slot) for slot in slots}) == 3
+    assert study.user_attrs["workers"] == 3 and "worker_2" in study.user_attrs
