@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from src.errors import UserError
+from src.secrets import mask_secrets
 
 USER_ERROR_STATUS = 2
 BROKEN_PIPE = "the output was closed before the command finished (broken pipe); it stopped there"
@@ -41,7 +42,7 @@ def fail(message: str, stdout_closed: bool = False) -> NoReturn:
     if stdout_closed:
         _discard_stdout()
     with suppress(OSError):  # stderr may be a closed pipe too
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        print(f"error: {mask_secrets(message)}", file=sys.stderr, flush=True)
     sys.exit(USER_ERROR_STATUS)
 
 

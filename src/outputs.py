@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
 from src.pipeline import PreparedData, RunResult  # noqa: E402
+from src.secrets import mask_secrets  # noqa: E402
 
 PLOT_DPI = 110
 STALE_PARTIAL_SECONDS = 3600
@@ -92,7 +93,7 @@ def write_run_outputs(
         (staging / "cleaning_report.json").write_text(
             json.dumps(data.cleaning.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
         )
-        (staging / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        (staging / "config.yaml").write_text(mask_secrets(config_yaml), encoding="utf-8")
         save_figures(data.figures | (result.figures() if with_plots else {}), staging / "plots")
         staging.rename(out_dir)
     except BaseException:

@@ -2,8 +2,10 @@
 
 Load, clean and RFM run once; every trial then calls the same `run_pipeline` as `src.run` with a
 config composed by Hydra from the sweep's overrides plus the trial's sampled ones. Trials are
-nested MLflow runs under one parent sweep run; the best feasible trial's model is registered with
-alias `candidate`. Rerunning the same command resumes the study.
+nested MLflow runs under the study's one parent run (named after the study, shared by every
+worker on every machine); the best feasible trial's model is registered once, with alias
+`candidate`. Rerunning the same command resumes the study. The study lives beside the MLflow store
+unless sweep.storage says otherwise (`src.stores.study_storage`).
 """
 
 from __future__ import annotations
@@ -38,12 +40,17 @@ from src.models.factory import GROUPS
 from src.pipeline import cpu_threads, exploratory_figures, prepare_data
 from src.preflight import check_sweep
 from src.processes import helper_context
+from src.retry import retry
+from src.secrets import mask_secrets
+from src.stores import store_identity, study_storage
 from src.tuning.objective import objective_metrics
 from src.tuning.space import allowed_options
 from src.tuning.study import (
     Outcome,
     best_feasible,
+    claim_worker_slot,
     default_study_name,
+    fail_stale,
     is_feasible,
     leaderboard,
     open_storage,
@@ -52,10 +59,11 @@ from src.tuning.study import (
     pareto_front,
     progress_line,
     started_trials,
-    storage_url,
+    study_lock,
+    tpe_sampler,
     work,
 )
-from src.tuning.trial import BestPlots, TrialSetup, run_trial
+from src.tuning.trial import BestPlots, TrialSetup, end_orphan_runs, propose, run_trial
 
 log = logging.getLogger(__name__)
 WORKER_GRACE_SECONDS = 10
@@ -70,13 +78,16 @@ class WorkerArgs:
     study_name: str
     budget: int
     heartbeat_seconds: int
+    stale_seconds: int
     seed: int
     started: float
 
 
-def sampler_seed(seed: int, trials_so_far: int, worker: int = 0) -> int:
-    """Reproducible for a fresh one-worker sweep (= `seed`), distinct for every resume and worker."""
-    return seed + 7919 * trials_so_far + 104_729 * worker
+def sampler_seed(seed: int, worker_slot: int) -> int:
+    """The sampler seed of the study's worker number `worker_slot` (`claim_worker_slot`):
+    `seed` for the first worker of a fresh study, so a one-worker sweep is reproducible; distinct
+    for every other worker, on this machine or another, and for every resume."""
+    return seed + 104_729 * worker_slot
 
 
 def quiet_optuna() -> None:
@@ -92,23 +103,34 @@ def run_worker(args: WorkerArgs) -> None:
     # A sweep started in the background inherits an ignored SIGINT; the parent stops its workers
     # with SIGINT, so that each fails its running trial as interrupted before exiting.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    storage = open_storage(args.storage_url, args.heartbeat_seconds)
+    storage = open_storage(args.storage_url, args.heartbeat_seconds, args.stale_seconds)
     study = open_study(storage, args.study_name, args.setup.objectives, args.seed)
-
+    lock = study_lock(args.storage_url, args.study_name)
+    study.sampler = tpe_sampler(sampler_seed(args.seed, claim_worker_slot(study, lock)))
     best_plots = BestPlots()
 
     def report(trial: optuna.trial.FrozenTrial) -> None:
         print(progress_line(study, trial, args.budget, args.started), flush=True)
+        if _stop_requested.is_set():  # the signal's exception was raised where it got lost
+            raise KeyboardInterrupt
+
+    def end_runs_of_dead_workers(stale: list[optuna.trial.FrozenTrial]) -> None:
+        numbers = ", ".join(f"#{t.number}" for t in stale)
+        print(f"trial(s) {numbers} failed: no heartbeat for {args.stale_seconds} s", flush=True)
+        end_orphan_runs(args.setup, study)
 
     try:
+        end_orphan_runs(args.setup, study)
         work(
             study,
             storage,
-            args.storage_url,
+            lock,
             args.budget,
+            lambda t: propose(args.setup, t),
             lambda s, t: run_trial(args.setup, s, t, best_plots),
             args.heartbeat_seconds,
             on_finish=report,
+            on_stale=end_runs_of_dead_workers,
         )
         best_plots.log_if_best(study)
     except KeyboardInterrupt:
@@ -180,10 +202,11 @@ def _started_workers(count: int, warm_tracking: bool) -> Iterator[list[tuple[Any
 def _run_workers(
     args: WorkerArgs, workers: list[tuple[Any, Connection]], meanwhile: Callable[[], Any]
 ) -> None:
-    """Worker 0 is this process (warm: no start-up); the started workers are 1, 2, ... and get
-    their loop first, so that `meanwhile` (the parent run's logging) does not hold them up."""
-    for i, (_, orders) in enumerate(workers, start=1):
-        orders.send(dataclasses.replace(args, seed=sampler_seed(args.seed, 0, worker=i)))
+    """This process is a worker too (warm: no start-up); the started workers get their loop
+    first, so that `meanwhile` (the parent run's logging) does not hold them up. Each claims its
+    own worker slot, hence its own sampler seed, in the study."""
+    for _, orders in workers:
+        orders.send(args)
         orders.close()
     workers = [process for process, _ in workers]
     # `kill <sweep pid>` must stop the sweep as Ctrl-C (sent to the whole group) does: each
@@ -209,23 +232,70 @@ def _run_workers(
         signal.signal(signal.SIGTERM, previous)
 
 
+_stop_requested = threading.Event()
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    # Raised wherever the main thread is; inside a garbage-collector callback Python prints and
+    # drops it ("Exception ignored in ..."), so the worker loop also checks the flag.
+    _stop_requested.set()
     raise KeyboardInterrupt
 
 
 @contextmanager
-def _parent_run(cfg: DictConfig, allowed: dict[str, list[str]], study_name: str) -> Iterator[Any]:
+def _parent_run(
+    cfg: DictConfig, allowed: dict[str, list[str]], study: optuna.Study, lock: Any
+) -> Iterator[tuple[Any, bool]]:
+    """The study's one parent run (named after the study, its id recorded on the study), resumed
+    by every worker that joins it; yields (run, whether this worker created it)."""
     if not cfg.tracking.enabled:
-        yield None
+        yield None, False
         return
+    import mlflow
+
+    from src.tracking import runs
+
+    picked = {group: "+".join(allowed[group]) for group in GROUPS}
+    tags = {"study": study.study_name}
+    with lock():
+        run_id = study.user_attrs.get("mlflow_parent_run_id")
+        created = run_id is None
+        if created:
+            experiment = mlflow.get_experiment_by_name(str(cfg.tracking.experiment))
+            run_id = retry(
+                lambda: (
+                    mlflow.MlflowClient()
+                    .create_run(
+                        experiment.experiment_id,
+                        tags=runs.contract_tags(picked, "sweep") | tags,
+                        run_name=study.study_name,
+                    )
+                    .info.run_id
+                ),
+                "creating the sweep's run",
+            )
+            study.set_user_attr("mlflow_parent_run_id", run_id)
+    with runs.tracked_run(picked, "sweep", tags=tags, name=study.study_name, run_id=run_id) as run:
+        yield run, created
+
+
+def _bound_store(cfg: DictConfig) -> dict[str, str] | None:
+    """What a study records about the MLflow store and experiment it belongs to: the
+    experiment's id and creation time identify it whatever host name a worker reaches the
+    store by; the store's URI (password masked) is there for people to read."""
+    if not cfg.tracking.enabled:
+        return None
+    import mlflow
+
     from src.tracking import runs
 
     runs.configure(cfg.tracking)
-    picked = {group: "+".join(allowed[group]) for group in GROUPS}
-    with runs.tracked_run(
-        picked, "sweep", tags={"study": study_name}, name=f"sweep-{study_name}"
-    ) as run:
-        yield run
+    experiment = mlflow.get_experiment_by_name(str(cfg.tracking.experiment))
+    return {
+        "mlflow_store": store_identity(str(cfg.tracking.uri)),
+        "mlflow_experiment": str(cfg.tracking.experiment),
+        "mlflow_experiment_key": f"{experiment.experiment_id}@{experiment.creation_time}",
+    }
 
 
 def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
@@ -240,6 +310,12 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
         raise UserError(
             f"sweep.trial_plots={sweep.trial_plots}: choose one of {', '.join(TRIAL_PLOTS)}"
         )
+    heartbeat_seconds, stale_seconds = int(sweep.heartbeat_seconds), int(sweep.stale_seconds)
+    if stale_seconds <= heartbeat_seconds:
+        raise UserError(
+            f"sweep.stale_seconds={stale_seconds} must exceed sweep.heartbeat_seconds="
+            f"{heartbeat_seconds}: a live trial would be failed between two heartbeats"
+        )
     trial_overrides = list(base_overrides)
     if cfg.threads is None:  # the workers on this machine share its cores
         trial_overrides.append(f"threads={max(1, cpu_threads(None) // n_jobs)}")
@@ -249,18 +325,19 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
     # worker could not use them): their warm-up overlaps with loading the data and the run.
     with _started_workers(n_jobs - 1, bool(cfg.tracking.enabled)) as workers:
         data = prepare_data(cfg, with_figures=False)  # drawn once the workers are busy
-        url = storage_url(sweep.storage)
+        url = study_storage(sweep.storage, str(cfg.tracking.uri) if cfg.tracking.enabled else None)
         name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest))
-        storage = open_storage(url, int(sweep.heartbeat_seconds))
-        study = open_study(storage, name, objectives, int(cfg.seed))
+        storage = open_storage(url, heartbeat_seconds, stale_seconds)
+        study = open_study(storage, name, objectives, int(cfg.seed), _bound_store(cfg))
+        lock = study_lock(url, name)
         done = len(started_trials(study))
         print(
-            f"study '{name}' in {url}: {done} trial(s) so far, budget {budget}; "
+            f"study '{name}' in {mask_secrets(url)}: {done} trial(s) so far, budget {budget}; "
             f"{min(n_jobs, max(budget - done, 0))} worker(s) on this machine",
             flush=True,
         )
 
-        with _parent_run(cfg, allowed, name) as parent:
+        with _parent_run(cfg, allowed, study, lock) as (parent, created):
             setup = TrialSetup(
                 conf_dir=CONF_DIR,
                 base_overrides=tuple(trial_overrides),
@@ -278,22 +355,34 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
                 data=data,
             )
             args = WorkerArgs(
-                setup,
-                url,
-                name,
-                budget,
-                int(sweep.heartbeat_seconds),
-                # A resumed study or another worker must not replay the same random start-up trials.
-                sampler_seed(int(cfg.seed), done),
+                setup, url, name, budget, heartbeat_seconds, stale_seconds, int(cfg.seed),
                 time.time(),
-            )
-            log_start = (lambda: _log_parent_start(cfg, data)) if parent else (lambda: None)
+            )  # fmt: skip
+            log_start = (lambda: _log_parent_start(cfg, data)) if created else (lambda: None)
             _run_workers(args, workers, meanwhile=log_start)
             study = open_study(storage, name, objectives, int(cfg.seed))
+            _wait_for_other_workers(study, heartbeat_seconds)
+            end_orphan_runs(setup, study)
             _report(study, objectives, tracked=parent is not None)
         if parent is not None and sweep.register:
-            _register_best(cfg, study, objectives)
+            _register_best(cfg, study, objectives, lock)
         return study
+
+
+def _wait_for_other_workers(study: optuna.Study, poll_seconds: int) -> None:
+    """Wait until no trial of the study runs: other workers' trials finish, or go stale when
+    their worker died (at most sweep.stale_seconds). The last worker then reports, ends the
+    runs of dead workers and registers the answer: nothing is left RUNNING."""
+    announced = False
+    while True:
+        fail_stale(study)
+        running = outcome(study).running
+        if not running:
+            return
+        if not announced:
+            print(f"waiting for {running} trial(s) running in other workers", flush=True)
+            announced = True
+        time.sleep(poll_seconds)
 
 
 def _report(study: optuna.Study, objectives: Sequence[str], tracked: bool) -> None:
@@ -341,9 +430,10 @@ def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequen
     best = best_feasible(study)
     if best is not None:
         mlflow.log_metrics({f"best/{m}": v for m, v in zip(objectives, best.values, strict=True)})
-        mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
+        # Tags, not params: the study's run is resumed by later sweeps, whose best may differ.
         mlflow.set_tags(
-            {"best_trial": str(best.number), "best_combination": best.user_attrs["combination"]}
+            {f"best.{k}": str(v) for k, v in best.params.items()}
+            | {"best_trial": str(best.number), "best_combination": best.user_attrs["combination"]}
         )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "leaderboard.csv"
@@ -396,33 +486,51 @@ def _sweep_figures(
     return figures
 
 
-def _register_best(cfg: DictConfig, study: optuna.Study, objectives: Sequence[str]) -> None:
+def _register_best(
+    cfg: DictConfig, study: optuna.Study, objectives: Sequence[str], lock: Any
+) -> None:
+    """Register the best feasible trial's model once per study: under the study's lock, the
+    trial registered last is recorded on the study (user attrs `registered_trial`,
+    `registered_version`), so no other worker, here or on another machine, registers it again."""
     from src.tracking.registry import register_candidate
 
-    running = outcome(study).running
-    if running:
-        # Another worker (another terminal or machine) is still running trials: its result may
-        # be the best, so the last worker to finish registers; a resumed sweep does if none does.
-        print(f"{running} trial(s) still running in other workers: the last to finish registers")
-        return
-    best = best_feasible(study)
-    model_uri = best.user_attrs.get("model_uri") if best is not None else None
-    if best is None or not model_uri:
-        print("nothing registered: the best feasible trial has no logged model")
-        return
-    attrs = best.user_attrs
-    version = register_candidate(
-        model_uri,
-        str(cfg.tracking.model_name),
-        tags={
-            "run_id": attrs["mlflow_run_id"],
-            "combination": attrs["combination"],
-            "objective": objectives[0],
-            "objective_value": f"{best.values[0]:.6g}",
-            "f1_macro": str(attrs.get("f1_macro")),
-        },
-        once_key={"study": study.study_name, "trial": str(best.number)},
-    )
+    with lock():
+        fail_stale(study)
+        running = outcome(study).running
+        if running:
+            # Another worker (another terminal or machine) is still running trials: its result
+            # may be the best, so the last worker to finish registers; a resumed sweep does if
+            # none does.
+            print(
+                f"{running} trial(s) still running in other workers: the last to finish registers"
+            )
+            return
+        best = best_feasible(study)
+        model_uri = best.user_attrs.get("model_uri") if best is not None else None
+        if best is None or not model_uri:
+            print("nothing registered: the best feasible trial has no logged model")
+            return
+        if study.user_attrs.get("registered_trial") == best.number:
+            print(
+                f"trial #{best.number} is registered already "
+                f"(version {study.user_attrs.get('registered_version')})"
+            )
+            return
+        attrs = best.user_attrs
+        version = register_candidate(
+            model_uri,
+            str(cfg.tracking.model_name),
+            tags={
+                "run_id": attrs["mlflow_run_id"],
+                "combination": attrs["combination"],
+                "objective": objectives[0],
+                "objective_value": f"{best.values[0]:.6g}",
+                "f1_macro": str(attrs.get("f1_macro")),
+            },
+            once_key={"study": study.study_name, "trial": str(best.number)},
+        )
+        study.set_user_attr("registered_trial", best.number)
+        study.set_user_attr("registered_version", str(version.version))
     print(
         f"registered {version.name} version {version.version} (trial #{best.number}, "
         f"{attrs['combination']}) with alias 'candidate'; promote it with: "

@@ -155,7 +155,7 @@ def test_rerun_with_a_bigger_budget_resumes_and_registers_once(swept, store_path
 
 
 def test_killed_sweep_resumes_to_the_budget_and_marks_the_lost_trial_failed(tmp_path, store_path):
-    args = ("sweep.n_trials=4", "sweep.heartbeat_seconds=1")
+    args = ("sweep.n_trials=4", "sweep.heartbeat_seconds=1", "sweep.stale_seconds=3")
     process = subprocess.Popen(
         sweep_cmd(tmp_path, store_path, *args), cwd=tmp_path, env=env(tmp_path),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -302,3 +302,29 @@ def test_parallel_sweep_with_spawned_workers_as_on_macos(tmp_path, store_path):
     assert [t.number for t in trials] == list(range(4))
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert len(versions(tmp_path)) == 1
+
+
+def test_default_study_and_artifacts_live_beside_the_sqlite_store_and_stay_with_it(
+    tmp_path, store_path
+):
+    """No sweep.storage: the study is mlflow.optuna.db next to mlflow.db, the artifacts go to
+    mlartifacts/ next to it (not ./mlruns); the same study with another MLflow store is refused."""
+    store = tmp_path / "store"
+    store.mkdir()
+    command = [
+        a for a in sweep_cmd(tmp_path, store_path, "sweep.n_trials=1")
+        if not a.startswith("sweep.storage=")
+    ]  # fmt: skip
+    first = env(tmp_path) | {"MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"}
+    done = subprocess.run(command, cwd=tmp_path, env=first, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (store / "mlflow.optuna.db").exists() and any((store / "mlartifacts").rglob("MLmodel"))
+    assert not (tmp_path / "mlruns").exists()
+    other = env(tmp_path) | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/other.db"}
+    storage = f"sweep.storage=sqlite:///{store}/mlflow.optuna.db"
+    refused = subprocess.run(
+        [*command, storage], cwd=tmp_path, env=other, capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert f"belongs to MLflow store sqlite:///{store}/mlflow.db" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from src.bench.cli_runs import add_run, add_sweep, bench_run, bench_sweep  # noqa: E402
+from src.bench.team import add_team, bench_team  # noqa: E402
 
 REPEATS = 3
 _START = np.datetime64("2022-01-01T00:00:00", "s")
@@ -318,6 +319,11 @@ COMMANDS: dict[str, tuple[str, Callable[..., None], Callable[[argparse.Namespace
     "excel": ("python-calamine vs openpyxl reading one .xlsx export", _add_excel, _run_excel),
     "run": ("wall time of whole python -m src.run commands vs the targets", add_run, bench_run),
     "sweep": ("a sweep's trials per minute with one and two workers", add_sweep, bench_sweep),
+    "team": (
+        "trials per minute, 1 and 2 workers, PostgreSQL vs SQLite stores",
+        add_team,
+        bench_team,
+    ),
     "predict": (
         "segment a 1C export with a trained pyfunc, as src.predict does",
         _add_predict,

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from src.errors import UserError
+from src.retry import retry
 
 log = logging.getLogger(__name__)
 CANDIDATE = "candidate"
@@ -31,8 +32,16 @@ def register_candidate(
 
     `once_key` (e.g. study and trial) identifies the answer: when a version with the same key
     exists already, it is reused. Two workers finishing at the same moment may both register;
-    the later version then deletes itself, so the registry holds the answer once.
+    the later version then deletes itself, so the registry holds the answer once. A store that
+    is unreachable for a while is waited for (a retry finds a version that went through by its
+    key).
     """
+    return retry(lambda: _register(model_uri, model_name, tags, once_key), "registering the model")
+
+
+def _register(
+    model_uri: str, model_name: str, tags: Mapping[str, str], once_key: Mapping[str, str]
+) -> ModelVersion:
     client = MlflowClient()
     existing = _versions_with(client, model_name, once_key)
     if existing:

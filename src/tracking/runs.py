@@ -23,35 +23,47 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
 
-from src.locking import machine_lock
 from src.models.factory import GROUPS
 from src.models.segmenter import Segmenter
 from src.outputs import save_figures
 from src.pipeline import PreparedData, RunResult
+from src.retry import retry
+from src.secrets import mask_secrets
 from src.sqlite_wal import use_wal
+from src.stores import normalise_url, sqlite_path, store_lock
 from src.tracking.pyfunc import log_segmenter
 
 log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000
 
 
+ARTIFACTS_BESIDE_SQLITE = "mlartifacts"  # a SQLite store's artifacts: <its folder>/mlartifacts
+
+
 def configure(tracking: DictConfig) -> None:
-    """Point MLflow at the store and experiment. Under a machine-wide lock: processes starting
-    together on a fresh SQLite store (sweep workers) would otherwise race to create its tables."""
-    with machine_lock(f"mlflow|{tracking.uri}"):
-        _configure(tracking)
-        use_wal(str(tracking.uri))
+    """Point MLflow at the store and experiment (waiting out a store that restarts). Under the
+    store's lock: processes starting together on a fresh store (sweep workers) would otherwise
+    race to create its tables and the experiment."""
+    uri = normalise_url(str(tracking.uri))
+    with store_lock(uri, "mlflow-configure"):
+        retry(lambda: _configure(uri, str(tracking.experiment)), "opening the MLflow store")
+        use_wal(uri)
 
 
-def _configure(tracking: DictConfig) -> None:
-    mlflow.set_tracking_uri(str(tracking.uri))
+def _configure(uri: str, experiment: str) -> None:
+    mlflow.set_tracking_uri(uri)
     launched = os.environ.get("MLFLOW_RUN_ID")
     if launched:
         # Started by `mlflow run`: it created the run in its own experiment (--experiment-name,
         # default "Default") and start_run resumes it; naming another experiment would fail.
         mlflow.set_experiment(experiment_id=mlflow.get_run(launched).info.experiment_id)
         return
-    mlflow.set_experiment(str(tracking.experiment))
+    database = sqlite_path(uri)
+    if database is not None and mlflow.get_experiment_by_name(experiment) is None:
+        # MLflow's default would be ./mlruns of whatever folder the command runs in.
+        artifacts = database.resolve().parent / ARTIFACTS_BESIDE_SQLITE
+        MlflowClient().create_experiment(experiment, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(experiment)
 
 
 @functools.cache  # a sweep's trials would otherwise start two git processes each
@@ -77,20 +89,26 @@ def git_sha() -> str:
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> {"clusterer.n_clusters": "5", ...} (MLflow params are strings)."""
+    """Nested config -> {"clusterer.n_clusters": "5", ...} (MLflow params are strings, any
+    password in a URI masked)."""
     flat: dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat |= flatten(value, f"{name}.")
         else:
-            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+            flat[name] = mask_secrets(str(value))[:MAX_PARAM_LENGTH]
     return flat
 
 
 def run_name(picked: Mapping[str, str]) -> str:
     """`{reducer}-{clusterer}-{classifier}` from the chosen option names."""
     return "-".join(picked[group] for group in GROUPS)
+
+
+def contract_tags(picked: Mapping[str, str], run_kind: str) -> dict[str, str]:
+    """The contract's run tags: the chosen options, `run_kind` and `git_sha`."""
+    return {group: picked[group] for group in GROUPS} | {"run_kind": run_kind, "git_sha": git_sha()}
 
 
 @contextmanager
@@ -100,29 +118,31 @@ def tracked_run(
     parent_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     name: str | None = None,
+    run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run named and tagged by the contract; FAILED with the error as a tag on exceptions.
+    """An MLflow run named and tagged by the contract (the existing run `run_id`, resumed, if
+    given); FAILED with the error as a tag on exceptions.
 
     `tags` add to the contract's (a single run's `data_digest`: its run starts once the export
     was accepted, so a refused export leaves no run).
     """
-    all_tags = {group: picked[group] for group in GROUPS} | {
-        "run_kind": run_kind,
-        "git_sha": git_sha(),
-    }
-    run = mlflow.start_run(
-        run_name=name or run_name(picked),
-        tags=all_tags | dict(tags or {}),
-        parent_run_id=parent_run_id,
-        nested=parent_run_id is not None,
+    run = retry(
+        lambda: mlflow.start_run(
+            run_id=run_id,
+            run_name=name or run_name(picked),
+            tags=contract_tags(picked, run_kind) | dict(tags or {}),
+            parent_run_id=parent_run_id,
+            nested=parent_run_id is not None,
+        ),
+        "starting an MLflow run",
     )
     try:
         yield run
     except BaseException as err:
-        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
+        mlflow.set_tag("error", mask_secrets(f"{type(err).__name__}: {err}")[:5000])
         mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED))
         raise
-    mlflow.end_run()
+    retry(mlflow.end_run, "ending an MLflow run")
 
 
 SCHEMA_SAMPLE_ROWS = 1000

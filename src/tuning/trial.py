@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from optuna.trial import TrialState
 
 from src.errors import UserError
 from src.outputs import write_run_outputs
@@ -115,10 +116,15 @@ class BestPlots:
             log.warning("plots of the best trial #%d not logged: %s", self.trial_number, err)
 
 
+def propose(setup: TrialSetup, trial: optuna.Trial) -> Suggestion:
+    """Sample the trial's options and parameters (`run_trial` reads the same values back)."""
+    return suggest(trial, setup.allowed, setup.search)
+
+
 def run_trial(
     setup: TrialSetup, study: optuna.Study, trial: optuna.Trial, best_plots: BestPlots
 ) -> list[float]:
-    suggestion = suggest(trial, setup.allowed, setup.search)
+    suggestion = propose(setup, trial)
     combination = "-".join(suggestion.picked[g] for g in ("reducer", "clusterer", "classifier"))
     trial.set_user_attr("combination", combination)
     cfg = compose_run_config(setup, suggestion)
@@ -149,6 +155,33 @@ def _tracked(
     with tracked_run(picked, "trial", parent_run_id=setup.parent_run_id, tags=tags) as run:
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         yield run
+
+
+def end_orphan_runs(setup: TrialSetup, study: optuna.Study) -> int:
+    """End as KILLED the study's trial runs still RUNNING in MLflow whose Optuna trial is not
+    running (their worker died: killed, or cut off from the store); returns how many."""
+    if setup.tracking is None:
+        return 0
+    from mlflow import MlflowClient
+
+    from src.retry import retry
+    from src.tracking.runs import configure
+
+    configure(OmegaConf.create(setup.tracking))
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(setup.tracking["experiment"])
+    query = (
+        f"tags.study = '{study.study_name}' and tags.run_kind = 'trial' "
+        "and attributes.status = 'RUNNING'"
+    )
+    running = retry(
+        lambda: client.search_runs([experiment.experiment_id], query), "finding orphan runs"
+    )
+    live = {t.number for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING}
+    orphans = [r for r in running if int(r.data.tags.get("trial", -1)) not in live]
+    for run in orphans:
+        retry(lambda r=run: client.set_terminated(r.info.run_id, "KILLED"), "ending an orphan run")
+    return len(orphans)
 
 
 def _record(trial: optuna.Trial, result: RunResult, checks: dict[str, float]) -> None:
