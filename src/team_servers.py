@@ -46,10 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def server_command(args: argparse.Namespace, backend: str, artifacts: str) -> list[str]:
+def server_command(args: argparse.Namespace, artifacts: str) -> list[str]:
+    """`mlflow server`'s command line; the backend URI (with its password) goes in the environment
+    (MLFLOW_BACKEND_STORE_URI), where `ps` does not show it to other users."""
     return [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend,
         "--artifacts-destination", artifacts,
         "--host", args.host, "--port", str(args.port),
         "--workers", "2",
@@ -88,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         # Its own process group: Ctrl-C in this terminal reaches us, and we stop the server's
         # workers with it as one.
         server = subprocess.Popen(
-            server_command(args, mlflow_db, artifacts), start_new_session=True
+            server_command(args, artifacts),
+            env=os.environ | {"MLFLOW_BACKEND_STORE_URI": mlflow_db},
+            start_new_session=True,
         )
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
         try:
