@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from src.currency import Currency, currency
 from src.data.clean import CleaningReport, clean_transactions, freeze_thresholds
+from src.data.columns import describe
 from src.data.load import LoadSettings, read_export, to_canonical
 from src.data.synthetic import default_sample_path, truth_path
 from src.errors import UserError
@@ -136,6 +137,7 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
             loaded, OmegaConf.to_container(cfg.clean), currency_code=cfg.data.currency
         )
     report.load = loading.to_dict()
+    log.info("columns %s", describe(loading.columns))
     log.info("cleaning report\n%s", report.to_table())
     if transactions.empty:
         raise UserError(f"{source}: no rows left after cleaning; see the cleaning report above")

@@ -733,7 +733,7 @@ def to_canonical(
     have = [str(c) for c in raw.columns]
     found = match_columns(have, settings.columns, source, remembered)
     raw = raw.set_axis(have, axis=1)
-    log.info("%s: columns %s", source, describe(found))
+    log.debug("%s: columns %s", source, describe(found))  # the command prints it once
     column = {role: raw[name] for role, name in found.items()}
 
     out: dict[str, pd.Series] = {}
