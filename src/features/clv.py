@@ -1,0 +1,311 @@
+"""Probabilistic lifetime value per customer: BG/NBD purchases and Gamma-Gamma spend.
+
+The models are fitted by maximum likelihood directly on the published likelihoods, with numpy and
+scipy only (``experiments/clv_library.md`` compares this with lifetimes and pymc-marketing):
+
+- BG/NBD (Fader, Hardie & Lee 2005, "Counting your customers the easy way"): while alive, a
+  customer buys as a Poisson process with rate lambda ~ Gamma(r, alpha); after each repeat purchase
+  they drop out with probability p ~ Beta(a, b). The likelihood of (x, t_x, T) has a closed form
+  in gamma functions; the conditional expectation of future purchases needs Gauss's 2F1.
+- Gamma-Gamma (Fader & Hardie 2013, "The Gamma-Gamma model of monetary value"): order values are
+  Gamma(p, nu) with nu ~ Gamma(q, v), independent of the purchase process.
+
+Time is in days throughout. A "purchase" is a day with at least one line (orders of one customer
+on the same day are one purchase), as in the papers and in lifetimes: the model's clock cannot
+tell apart two orders placed minutes apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import betaln, gammaln, hyp2f1
+
+from src.data.schema import AMOUNT, CUSTOMER_ID, DATE
+from src.errors import UserError
+from src.features.rfm import default_snapshot
+
+FREQUENCY = "frequency"  # repeat purchases: purchase days after the first
+RECENCY = "recency"  # days from the first to the last purchase day
+AGE = "T"  # days from the first purchase day to the last day before the snapshot
+MONETARY = "monetary"  # mean spend of the repeat purchase days (0 without repeat purchases)
+SUMMARY = (FREQUENCY, RECENCY, AGE, MONETARY)
+
+DEFAULT_HORIZON_DAYS = 90
+_DAY = np.timedelta64(1, "D")
+
+
+@dataclass(frozen=True)
+class BgNbd:
+    """Fitted BG/NBD parameters: purchase rate ~ Gamma(r, alpha) (alpha in days), dropout
+    probability per purchase ~ Beta(a, b); `log_likelihood` summed over `n_customers`."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+    n_customers: int
+
+
+@dataclass(frozen=True)
+class GammaGamma:
+    """Fitted Gamma-Gamma parameters: order value ~ Gamma(p, nu), nu ~ Gamma(q, v) (v in the
+    store's currency); fitted on the `n_customers` with repeat purchases of positive value."""
+
+    p: float
+    q: float
+    v: float
+    log_likelihood: float
+    n_customers: int
+
+
+# --------------------------------------------------------------------------------------------
+# Per-customer summary
+# --------------------------------------------------------------------------------------------
+
+
+def rfm_summary(transactions: pd.DataFrame, snapshot: pd.Timestamp | None = None) -> pd.DataFrame:
+    """One row per customer (index ``customer_id``, sorted): frequency, recency, T, monetary.
+
+    Lines dated at or after `snapshot` are ignored; the observation ends on the last day before
+    it, so a midnight snapshot of 1997-10-01 gives T up to 1997-09-30 as in the CDNOW papers.
+    Spend per purchase day is the sum of its lines' amounts (net of returns left by cleaning).
+    `snapshot` defaults to ``default_snapshot`` (midnight after the last line), as for RFM.
+    """
+    missing = [c for c in (CUSTOMER_ID, DATE, AMOUNT) if c not in transactions.columns]
+    if missing:
+        raise UserError(f"transactions: missing column(s) {missing} for the lifetime-value summary")
+    snapshot = default_snapshot(transactions) if snapshot is None else pd.Timestamp(snapshot)
+    dates = transactions[DATE].to_numpy(dtype="datetime64[ns]")
+    keep = ~np.isnat(dates) & (dates < snapshot.to_datetime64())
+    if not keep.any():
+        raise UserError(f"column {DATE!r}: no lines before the snapshot {snapshot}")
+    end_day = (snapshot - pd.Timedelta(1, "ns")).floor("D").to_datetime64()
+    codes, customers = pd.factorize(transactions[CUSTOMER_ID].to_numpy()[keep], sort=True)
+    days = dates[keep].astype("datetime64[D]").astype(np.int64)
+    amounts = transactions[AMOUNT].to_numpy(dtype="float64")[keep]
+    # One entry per (customer, day), ordered by customer then day.
+    span = int(days.max() - days.min()) + 1
+    keys, inverse = np.unique(codes * span + (days - days.min()), return_inverse=True)
+    day_spend = np.bincount(inverse.ravel(), weights=amounts, minlength=len(keys))
+    owner, day = keys // span, keys % span + days.min()
+    n = len(customers)
+    n_days = np.bincount(owner, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(n_days)[:-1]])
+    first, last = day[starts], day[starts + n_days - 1]
+    first_spend = day_spend[starts]
+    total = np.bincount(owner, weights=day_spend, minlength=n)
+    frequency = (n_days - 1).astype("float64")
+    repeat_spend = total - first_spend
+    monetary = np.divide(repeat_spend, frequency, out=np.zeros(n), where=frequency > 0)
+    end = end_day.astype("datetime64[D]").astype(np.int64)
+    return pd.DataFrame(
+        {
+            FREQUENCY: frequency,
+            RECENCY: (last - first).astype("float64"),
+            AGE: (end - first).astype("float64"),
+            MONETARY: monetary,
+        },
+        index=pd.Index(customers, name=CUSTOMER_ID),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# BG/NBD
+# --------------------------------------------------------------------------------------------
+
+
+def bgnbd_log_likelihood(
+    params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    """Per-customer log-likelihood of (x, t_x, T) under (r, alpha, a, b): FHL 2005, eq. 6."""
+    r, alpha, a, b = params
+    common = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b)
+    still_alive = -(r + x) * np.log(alpha + T)
+    dropped = np.where(
+        x > 0,
+        np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + t_x),
+        -np.inf,
+    )
+    return common + np.logaddexp(still_alive, dropped)
+
+
+def fit_bgnbd(summary: pd.DataFrame) -> BgNbd:
+    """Maximum-likelihood BG/NBD parameters for `summary` (from ``rfm_summary``).
+
+    Deterministic: the optimiser starts from r = a = b = 1 and alpha = the mean age T, on log
+    parameters (L-BFGS-B). Raises UserError when the data cannot identify the model (no customer
+    with a repeat purchase) or the optimiser does not converge.
+    """
+    x, t_x, T = (_column(summary, c) for c in (FREQUENCY, RECENCY, AGE))
+    if not (x > 0).any():
+        raise UserError(
+            f"lifetime value: none of the {len(x):,} customers has a repeat purchase, "
+            "so the BG/NBD purchase model cannot be fitted"
+        )
+    if (t_x > T).any() or (T < 0).any():
+        raise UserError("lifetime value: summary has recency > T or negative T (snapshot?)")
+    # Identical (x, t_x, T) rows share one likelihood term: weight them instead of repeating.
+    rows, weights = np.unique(np.stack([x, t_x, T]), axis=1, return_counts=True)
+    start = np.log([1.0, max(float(T.mean()), 1.0), 1.0, 1.0])
+
+    def objective(log_params: np.ndarray) -> float:
+        return -float(weights @ bgnbd_log_likelihood(np.exp(log_params), *rows)) / len(x)
+
+    fitted = _minimise(objective, start, "BG/NBD", len(x))
+    r, alpha, a, b = np.exp(fitted.x)
+    return BgNbd(float(r), float(alpha), float(a), float(b), -fitted.fun * len(x), len(x))
+
+
+def p_alive(summary: pd.DataFrame, model: BgNbd) -> pd.Series:
+    """Probability that each customer is still active at the end of the observation (FHL eq. 13);
+    1 for customers without repeat purchases, as the model assumes."""
+    x, t_x, T = (_column(summary, c) for c in (FREQUENCY, RECENCY, AGE))
+    odds = _dropout_odds(model, x, t_x, T)
+    return pd.Series(1.0 / (1.0 + odds), index=summary.index, name="p_alive")
+
+
+def expected_purchases(
+    summary: pd.DataFrame, model: BgNbd, horizon_days: float = DEFAULT_HORIZON_DAYS
+) -> pd.Series:
+    """Expected purchases of each customer in the next `horizon_days` (FHL eq. 10)."""
+    if horizon_days <= 0:
+        raise UserError(f"lifetime value horizon_days={horizon_days}: must be positive")
+    x, t_x, T = (_column(summary, c) for c in (FREQUENCY, RECENCY, AGE))
+    r, alpha, a, b = model.r, model.alpha, model.a, model.b
+    t = float(horizon_days)
+    ratio = ((alpha + T) / (alpha + T + t)) ** (r + x)
+    series = hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))
+    unconditional = (a + b + x - 1) / (a - 1) * (1 - ratio * series)
+    values = unconditional / (1 + _dropout_odds(model, x, t_x, T))
+    if not np.isfinite(values).all():
+        raise UserError(
+            f"lifetime value: expected purchases are not finite for horizon_days={horizon_days} "
+            f"(fitted a={a:.3g}; a = 1 makes the BG/NBD expectation undefined)"
+        )
+    return pd.Series(values, index=summary.index, name="expected_purchases")
+
+
+def _dropout_odds(model: BgNbd, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(dropped) / P(alive) given the history; 0 without repeat purchases."""
+    r, alpha, a, b = model.r, model.alpha, model.a, model.b
+    log_odds = (
+        np.log(a)
+        - np.log(np.maximum(b + x - 1, 1e-300))
+        + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+    )
+    return np.where(x > 0, np.exp(np.minimum(log_odds, 700.0)), 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Gamma-Gamma
+# --------------------------------------------------------------------------------------------
+
+
+def gamma_gamma_log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Per-customer log-likelihood of mean spend `m` over `x` purchases (Fader & Hardie 2013)."""
+    p, q, v = params
+    px = p * x
+    return (
+        gammaln(px + q)
+        - gammaln(px)
+        - gammaln(q)
+        + q * np.log(v)
+        + (px - 1) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * np.log(v + x * m)
+    )
+
+
+def fit_gamma_gamma(summary: pd.DataFrame) -> GammaGamma:
+    """Maximum-likelihood Gamma-Gamma parameters on the customers with repeat purchases of
+    positive mean value (the model has no zero spend). Starts from p = q = 1, v = the mean
+    spend; raises UserError when fewer than 2 customers qualify or the fit does not converge."""
+    x, m = _column(summary, FREQUENCY), _column(summary, MONETARY)
+    usable = (x > 0) & (m > 0)
+    if usable.sum() < 2:
+        raise UserError(
+            f"lifetime value: {int(usable.sum())} customer(s) with repeat purchases of positive "
+            "value; the Gamma-Gamma spend model needs at least 2"
+        )
+    x, m = x[usable], m[usable]
+    start = np.log([1.0, 1.0, float(m.mean())])
+
+    def objective(log_params: np.ndarray) -> float:
+        return -float(gamma_gamma_log_likelihood(np.exp(log_params), x, m).sum()) / len(x)
+
+    fitted = _minimise(objective, start, "Gamma-Gamma", len(x))
+    p, q, v = np.exp(fitted.x)
+    return GammaGamma(float(p), float(q), float(v), -fitted.fun * len(x), len(x))
+
+
+def expected_spend(summary: pd.DataFrame, model: GammaGamma) -> pd.Series:
+    """Expected spend per future purchase: the posterior mean p (v + x m) / (p x + q - 1).
+    Customers without repeat purchases get the population mean p v / (q - 1)."""
+    if model.q <= 1:
+        raise UserError(
+            f"lifetime value: Gamma-Gamma q={model.q:.3g} <= 1 has no finite mean spend "
+            "(a few huge orders dominate; check the cleaning's outlier rules)"
+        )
+    x, m = _column(summary, FREQUENCY), _column(summary, MONETARY)
+    values = model.p * (model.v + x * m) / (model.p * x + model.q - 1)
+    return pd.Series(values, index=summary.index, name="expected_spend")
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _column(summary: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in summary.columns:
+        raise UserError(f"lifetime-value summary: missing column {name!r} (see rfm_summary)")
+    return summary[name].to_numpy(dtype="float64")
+
+
+def _minimise(objective, start: np.ndarray, model: str, n: int):
+    """L-BFGS-B on log parameters, bounded to exp(+-30) so no parameter over/underflows."""
+    result = minimize(objective, start, method="L-BFGS-B", bounds=[(-30.0, 30.0)] * len(start))
+    at_bound = np.abs(result.x).max() > 29.0
+    if not result.success or not np.isfinite(result.fun) or at_bound:
+        raise UserError(
+            f"lifetime value: the {model} fit on {n:,} customers did not converge "
+            f"({result.message}; log-parameters {np.round(result.x, 2).tolist()})"
+        )
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation from known parameters (tests and ``python -m src.bench clv``)
+# --------------------------------------------------------------------------------------------
+
+
+def simulate_summary(
+    n: int, bgnbd: BgNbd, gamma_gamma: GammaGamma, max_age_days: float, seed: int
+) -> pd.DataFrame:
+    """A summary of `n` customers drawn from the two models, ages uniform on (0, max_age_days].
+
+    Repeat purchases follow a Poisson process until the dropout after a geometric number of them;
+    given n arrivals in (0, T], the k-th arrival time is T * Beta(k, n - k + 1).
+    """
+    rng = np.random.default_rng(seed)
+    T = rng.uniform(0.0, max_age_days, size=n) + 1e-9
+    rate = rng.gamma(bgnbd.r, 1.0 / bgnbd.alpha, size=n)
+    dropout = rng.beta(bgnbd.a, bgnbd.b, size=n)
+    arrivals = rng.poisson(rate * T)
+    lifetime_purchases = rng.geometric(np.clip(dropout, 1e-12, 1.0))
+    x = np.minimum(arrivals, lifetime_purchases)
+    t_x = np.zeros(n)
+    bought = x > 0
+    t_x[bought] = T[bought] * rng.beta(x[bought], arrivals[bought] - x[bought] + 1)
+    nu = rng.gamma(gamma_gamma.q, 1.0 / gamma_gamma.v, size=n)
+    monetary = np.zeros(n)
+    monetary[bought] = rng.gamma(gamma_gamma.p * x[bought], 1.0 / nu[bought]) / x[bought]
+    return pd.DataFrame(
+        {FREQUENCY: x.astype("float64"), RECENCY: t_x, AGE: T, MONETARY: monetary},
+        index=pd.RangeIndex(n, name=CUSTOMER_ID),
+    )

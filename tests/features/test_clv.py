@@ -1,0 +1,223 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.errors import UserError
+from src.features.clv import (
+    BgNbd,
+    GammaGamma,
+    expected_purchases,
+    expected_spend,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    p_alive,
+    rfm_summary,
+    simulate_summary,
+)
+
+# Daily-scale truths, roughly a small online shop: a purchase every ~2 months while alive.
+TRUE_BGNBD = BgNbd(r=0.6, alpha=40.0, a=0.8, b=3.0, log_likelihood=np.nan, n_customers=0)
+TRUE_GG = GammaGamma(p=5.0, q=4.0, v=600.0, log_likelihood=np.nan, n_customers=0)
+
+
+def lines(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
+    return frame.astype({"customer_id": "str", "date": "datetime64[ns]", "amount": "float64"})
+
+
+def test_summary_counts_purchase_days_and_ignores_lines_from_the_snapshot_on():
+    table = lines(
+        [
+            ("b", "2024-03-01 10:00", 100.0),
+            ("b", "2024-03-01 18:00", 50.0),  # same day: one purchase of 150
+            ("b", "2024-03-05 09:00", 30.0),
+            ("b", "2024-03-08 09:00", 90.0),
+            ("a", "2024-03-09 12:00", 70.0),  # one purchase only
+            ("z", "2024-03-02 12:00", 10.0),
+            ("z", "2024-03-04 12:00", 20.0),
+            ("z", "2024-03-04 13:00", -20.0),  # returned the same day: repeat spend nets to 0
+            ("b", "2024-03-10 00:00", 999.0),  # at the snapshot: ignored
+        ]
+    )
+    summary = rfm_summary(table, pd.Timestamp("2024-03-10"))
+    assert summary.index.tolist() == ["a", "b", "z"]
+    assert summary.to_dict("index") == {
+        "a": {"frequency": 0.0, "recency": 0.0, "T": 0.0, "monetary": 0.0},
+        "b": {"frequency": 2.0, "recency": 7.0, "T": 8.0, "monetary": 60.0},
+        "z": {"frequency": 1.0, "recency": 2.0, "T": 7.0, "monetary": 0.0},
+    }
+
+
+def test_summary_default_snapshot_is_midnight_after_the_last_line():
+    table = lines([("a", "2024-03-01 10:00", 5.0), ("a", "2024-03-04 23:00", 7.0)])
+    assert rfm_summary(table).loc["a", ["recency", "T"]].tolist() == [3.0, 3.0]
+
+
+def test_summary_names_the_missing_column():
+    with pytest.raises(UserError, match="amount"):
+        rfm_summary(lines([("a", "2024-03-01", 1.0)]).drop(columns="amount"), None)
+
+
+def test_fits_recover_the_parameters_the_data_was_drawn_from():
+    summary = simulate_summary(30_000, TRUE_BGNBD, TRUE_GG, max_age_days=730, seed=3)
+    bgnbd, gg = fit_bgnbd(summary), fit_gamma_gamma(summary)
+    for name in ("r", "alpha", "a", "b"):
+        assert getattr(bgnbd, name) == pytest.approx(getattr(TRUE_BGNBD, name), rel=0.15), name
+    for name in ("p", "q", "v"):
+        assert getattr(gg, name) == pytest.approx(getattr(TRUE_GG, name), rel=0.15), name
+    assert bgnbd.n_customers == 30_000
+    assert gg.n_customers == int((summary["frequency"] > 0).sum())
+
+
+def test_fit_is_deterministic():
+    summary = simulate_summary(3_000, TRUE_BGNBD, TRUE_GG, max_age_days=365, seed=1)
+    assert fit_bgnbd(summary) == fit_bgnbd(summary)
+    assert fit_gamma_gamma(summary) == fit_gamma_gamma(summary)
+
+
+def _simulate_future(n: int, days: float, horizon: float, seed: int):
+    """Customers of age `days` under TRUE_BGNBD, followed for `horizon` more days: their summary,
+    purchases in the horizon, and whether each was still alive at `days`."""
+    rng = np.random.default_rng(seed)
+    t = TRUE_BGNBD
+    rate = rng.gamma(t.r, 1.0 / t.alpha, size=n)
+    lifetime_purchases = rng.geometric(rng.beta(t.a, t.b, size=n))
+    arrivals = rng.poisson(rate * (days + horizon))
+    owner = np.repeat(np.arange(n), arrivals)
+    times = rng.uniform(0, days + horizon, size=owner.size)
+    order = np.lexsort((times, owner))
+    owner, times = owner[order], times[order]
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(arrivals) - arrivals, arrivals)
+    kept = rank < lifetime_purchases[owner]  # no purchase after the dropout
+    owner, times = owner[kept], times[kept]
+    past = times <= days
+    x = np.bincount(owner[past], minlength=n)
+    t_x = np.zeros(n)
+    np.maximum.at(t_x, owner[past], times[past])
+    future = np.bincount(owner[~past], minlength=n)
+    summary = pd.DataFrame(
+        {"frequency": x.astype(float), "recency": t_x, "T": np.full(n, days), "monetary": 1.0}
+    )
+    return summary, future, lifetime_purchases > x
+
+
+def test_expectations_match_what_simulated_customers_do_next():
+    summary, future, alive = _simulate_future(40_000, days=365.0, horizon=90.0, seed=7)
+    predicted = expected_purchases(summary, TRUE_BGNBD, horizon_days=90)
+    assert predicted.sum() == pytest.approx(future.sum(), rel=0.03)
+    buyers = summary["frequency"] >= 3  # a conditional expectation, not just the average
+    assert predicted[buyers].sum() == pytest.approx(future[buyers.to_numpy()].sum(), rel=0.05)
+    probability = p_alive(summary, TRUE_BGNBD)
+    assert probability.mean() == pytest.approx(alive.mean(), abs=0.01)
+    assert (probability[summary["frequency"] == 0] == 1.0).all()
+
+
+def test_p_alive_falls_with_the_time_since_the_last_purchase():
+    summary = pd.DataFrame(
+        {"frequency": [3.0, 3.0, 3.0], "recency": [100.0, 100.0, 100.0], "T": [100, 200, 400]}
+    )
+    assert p_alive(summary, TRUE_BGNBD).is_monotonic_decreasing
+    assert p_alive(summary, TRUE_BGNBD).iloc[0] > p_alive(summary, TRUE_BGNBD).iloc[-1]
+    longer = expected_purchases(summary, TRUE_BGNBD, 180)
+    assert (longer > expected_purchases(summary, TRUE_BGNBD, 90)).all()
+
+
+def test_expected_spend_shrinks_towards_the_population_mean():
+    summary = pd.DataFrame({"frequency": [0.0, 1.0, 50.0], "monetary": [0.0, 5000.0, 5000.0]})
+    spend = expected_spend(summary, TRUE_GG)
+    population = TRUE_GG.p * TRUE_GG.v / (TRUE_GG.q - 1)  # 1000
+    assert spend.iloc[0] == pytest.approx(population)
+    assert population < spend.iloc[1] < spend.iloc[2] < 5000.0
+
+
+def test_gamma_gamma_skips_customers_without_positive_repeat_spend():
+    summary = simulate_summary(2_000, TRUE_BGNBD, TRUE_GG, max_age_days=730, seed=2)
+    with_zeros = pd.concat(
+        [summary, pd.DataFrame({"frequency": [2.0, 0.0], "recency": 5.0, "T": 9.0, "monetary": 0})]
+    )
+    assert fit_gamma_gamma(with_zeros) == fit_gamma_gamma(summary)
+
+
+def test_one_time_buyers_only_is_a_user_error():
+    summary = pd.DataFrame({"frequency": [0.0] * 5, "recency": 0.0, "T": 30.0, "monetary": 0.0})
+    with pytest.raises(UserError, match="repeat purchase"):
+        fit_bgnbd(summary)
+    with pytest.raises(UserError, match="Gamma-Gamma"):
+        fit_gamma_gamma(summary)
+
+
+def test_a_fit_that_does_not_converge_is_a_user_error():
+    # Everyone buys daily and nobody ever lapses: the dropout probability runs off to 0.
+    summary = pd.DataFrame(
+        {"frequency": [100.0, 200.0, 300.0], "recency": [100, 200, 300], "T": [100, 200, 300]}
+    )
+    with pytest.raises(UserError, match="BG/NBD fit on 3 customers did not converge"):
+        fit_bgnbd(summary)
+
+
+def test_bad_horizon_is_a_user_error():
+    summary = pd.DataFrame({"frequency": [1.0], "recency": [1.0], "T": [2.0]})
+    with pytest.raises(UserError, match="horizon_days=0"):
+        expected_purchases(summary, TRUE_BGNBD, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# CDNOW: the published parameters, and agreement with lifetimes (its dev-only reference)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cdnow_weeks() -> pd.DataFrame:
+    """The CDNOW 1/10 sample (2,357 customers) that lifetimes ships, summarised at 1997-09-30,
+    in weeks as in Fader, Hardie & Lee (2005)."""
+    lifetimes = pytest.importorskip("lifetimes")
+    path = Path(lifetimes.__file__).parent / "datasets" / "CDNOW_sample.txt"
+    raw = pd.read_csv(
+        path, sep=r"\s+", header=None, names=["master", "customer_id", "date", "cds", "amount"],
+        dtype={"customer_id": str, "date": str},
+    )  # fmt: skip
+    raw["date"] = pd.to_datetime(raw["date"], format="%Y%m%d")
+    summary = rfm_summary(raw, pd.Timestamp("1997-10-01"))
+    summary[["recency", "T"]] /= 7.0
+    return summary
+
+
+def test_cdnow_fit_reproduces_the_published_parameters(cdnow_weeks):
+    assert len(cdnow_weeks) == 2357
+    bgnbd = fit_bgnbd(cdnow_weeks)
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # FHL 2005, table 1
+    assert {k: round(getattr(bgnbd, k), 3) for k in published} == published
+    assert bgnbd.log_likelihood == pytest.approx(-9582.4, abs=0.1)
+    gg = fit_gamma_gamma(cdnow_weeks)
+    assert (round(gg.p, 2), round(gg.q, 2), round(gg.v, 2)) == (6.25, 3.74, 15.44)
+
+
+def test_cdnow_agrees_with_lifetimes(cdnow_weeks):
+    lifetimes = pytest.importorskip("lifetimes")
+    theirs = lifetimes.BetaGeoFitter().fit(
+        cdnow_weeks["frequency"], cdnow_weeks["recency"], cdnow_weeks["T"]
+    )
+    ours = fit_bgnbd(cdnow_weeks)
+    for name in ("r", "alpha", "a", "b"):
+        assert getattr(ours, name) == pytest.approx(theirs.params_[name], rel=1e-3), name
+    x, t_x, T = (cdnow_weeks[c] for c in ("frequency", "recency", "T"))
+    np.testing.assert_allclose(
+        p_alive(cdnow_weeks, ours), theirs.conditional_probability_alive(x, t_x, T), rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        expected_purchases(cdnow_weeks, ours, 39),
+        theirs.conditional_expected_number_of_purchases_up_to_time(39, x, t_x, T),
+        rtol=1e-3,
+    )
+    repeat = cdnow_weeks[cdnow_weeks["frequency"] > 0]
+    gg_theirs = lifetimes.GammaGammaFitter().fit(repeat["frequency"], repeat["monetary"])
+    gg = fit_gamma_gamma(cdnow_weeks)
+    for name in ("p", "q", "v"):
+        assert getattr(gg, name) == pytest.approx(gg_theirs.params_[name], rel=1e-3), name
+    np.testing.assert_allclose(
+        expected_spend(repeat, gg),
+        gg_theirs.conditional_expected_average_profit(repeat["frequency"], repeat["monetary"]),
+        rtol=1e-3,
+    )
