@@ -6,7 +6,7 @@
 - ``excel``: the .xlsx reader with python-calamine and with openpyxl on one written workbook.
 
 - ``run`` / ``sweep``: whole commands' wall times (``cli_runs.py``); ``predict``: a 1M-line export
-  through a trained model (``predict.py``).
+  through a trained model (``predict.py``); ``clv``: lifetime-value fit times (``clv.py``).
 
 Subcommands are registered in ``COMMANDS``.
 """
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from src.bench.cli_runs import add_run, add_sweep, bench_run, bench_sweep  # noqa: E402
+from src.bench.clv import add_clv, bench_clv  # noqa: E402
 from src.bench.team import add_team, bench_team  # noqa: E402
 
 REPEATS = 3
@@ -329,6 +330,7 @@ COMMANDS: dict[str, tuple[str, Callable[..., None], Callable[[argparse.Namespace
         _add_predict,
         _run_predict,
     ),
+    "clv": ("BG/NBD + Gamma-Gamma fit times, 10k/100k customers", add_clv, bench_clv),
 }
 
 
