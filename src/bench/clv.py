@@ -12,16 +12,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import pandas as pd
-
 from src.features.clv import (
     BgNbd,
     GammaGamma,
-    expected_purchases,
-    expected_spend,
+    customer_value,
     fit_bgnbd,
     fit_gamma_gamma,
-    p_alive,
     rfm_summary,
     simulate_summary,
 )
@@ -59,7 +55,7 @@ def _simulated(n: int, seed: int) -> None:
     print(f"clv: {n:,} simulated customers, {len(repeat):,} with repeat purchases")
     bg_s, bgnbd = _timed(lambda: fit_bgnbd(summary))
     gg_s, gg = _timed(lambda: fit_gamma_gamma(summary))
-    predict_s, _ = _timed(lambda: _predict(summary, bgnbd, gg))
+    predict_s, _ = _timed(lambda: customer_value(summary, bgnbd, gg))
     print(
         f"  scipy      BG/NBD {bg_s:6.2f} s  Gamma-Gamma {gg_s:6.2f} s  predict {predict_s:5.2f} s"
         f"  r={bgnbd.r:.3f} alpha={bgnbd.alpha:.2f} a={bgnbd.a:.3f} b={bgnbd.b:.3f}"
@@ -85,13 +81,6 @@ def _simulated(n: int, seed: int) -> None:
     )
 
 
-def _predict(summary: pd.DataFrame, bgnbd: BgNbd, gg: GammaGamma) -> pd.DataFrame:
-    return pd.concat(
-        [p_alive(summary, bgnbd), expected_purchases(summary, bgnbd), expected_spend(summary, gg)],
-        axis=1,
-    )
-
-
 def _default_store() -> None:
     from hydra import compose, initialize_config_dir
 
@@ -107,7 +96,7 @@ def _default_store() -> None:
     summary = rfm_summary(data.transactions)
     summary_s = time.perf_counter() - start
     bgnbd, gg = fit_bgnbd(summary), fit_gamma_gamma(summary)
-    _predict(summary, bgnbd, gg)
+    customer_value(summary, bgnbd, gg)
     total_s = time.perf_counter() - start
     print(
         f"clv: default synthetic store, {len(summary):,} customers "

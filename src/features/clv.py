@@ -257,6 +257,54 @@ def expected_spend(summary: pd.DataFrame, model: GammaGamma) -> pd.Series:
 
 
 # --------------------------------------------------------------------------------------------
+# Value per customer and per segment
+# --------------------------------------------------------------------------------------------
+
+
+def customer_value(
+    summary: pd.DataFrame,
+    bgnbd: BgNbd,
+    gamma_gamma: GammaGamma,
+    horizon_days: float = DEFAULT_HORIZON_DAYS,
+) -> pd.DataFrame:
+    """Per customer: p_alive, expected_purchases and expected_spend (per purchase) over the next
+    `horizon_days`, and expected_value = their product (undiscounted, in the store's currency)."""
+    value = pd.concat(
+        [
+            p_alive(summary, bgnbd),
+            expected_purchases(summary, bgnbd, horizon_days),
+            expected_spend(summary, gamma_gamma),
+        ],
+        axis=1,
+    )
+    value["expected_value"] = value["expected_purchases"] * value["expected_spend"]
+    return value
+
+
+def segment_value(value: pd.DataFrame, segment: pd.Series) -> pd.DataFrame:
+    """Per segment (index: the labels of `segment`, aligned on customer_id): customers, and over
+    the horizon of `value`: mean p_alive, mean expected purchases and spend per customer
+    (expected_value_per_customer), the segment's expected_value (sum) and its value_share."""
+    if not value.index.equals(segment.index):
+        segment = segment.reindex(value.index)
+        if segment.isna().any():
+            raise ValueError("segment labels do not cover every customer in `value`")
+    groups = value.groupby(segment.to_numpy())
+    table = pd.DataFrame(
+        {
+            "customers": groups.size(),
+            "p_alive": groups["p_alive"].mean(),
+            "expected_purchases": groups["expected_purchases"].mean(),
+            "expected_value_per_customer": groups["expected_value"].mean(),
+            "expected_value": groups["expected_value"].sum(),
+        }
+    )
+    table["value_share"] = table["expected_value"] / value["expected_value"].sum()
+    table.index.name = segment.name
+    return table
+
+
+# --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
 

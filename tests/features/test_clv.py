@@ -8,12 +8,14 @@ from src.errors import UserError
 from src.features.clv import (
     BgNbd,
     GammaGamma,
+    customer_value,
     expected_purchases,
     expected_spend,
     fit_bgnbd,
     fit_gamma_gamma,
     p_alive,
     rfm_summary,
+    segment_value,
     simulate_summary,
 )
 
@@ -221,3 +223,28 @@ def test_cdnow_agrees_with_lifetimes(cdnow_weeks):
         gg_theirs.conditional_expected_average_profit(repeat["frequency"], repeat["monetary"]),
         rtol=1e-3,
     )
+
+
+def test_segment_value_sums_customer_value_by_segment():
+    summary = pd.DataFrame(
+        {"frequency": [0.0, 4.0, 4.0], "recency": [0.0, 300.0, 50.0], "T": [365.0] * 3,
+         "monetary": [0.0, 900.0, 900.0]},
+        index=pd.Index(["new", "active", "lapsed"], name="customer_id"),
+    )  # fmt: skip
+    value = customer_value(summary, TRUE_BGNBD, TRUE_GG, horizon_days=90)
+    assert value["expected_value"].tolist() == pytest.approx(
+        (value["expected_purchases"] * value["expected_spend"]).tolist()
+    )
+    assert value.loc["active", "p_alive"] > value.loc["lapsed", "p_alive"]
+    labels = pd.Series([1, 0, 1], index=["active", "lapsed", "new"], name="segment_id")
+    table = segment_value(value, labels)
+    assert table.index.tolist() == [0, 1] and table.index.name == "segment_id"
+    assert table["customers"].tolist() == [1, 2]
+    one = value.loc[["active", "new"]]
+    assert table.loc[1, "expected_value"] == pytest.approx(one["expected_value"].sum())
+    assert table.loc[1, "p_alive"] == pytest.approx(one["p_alive"].mean())
+    assert table.loc[1, "expected_value_per_customer"] == pytest.approx(
+        one["expected_value"].mean()
+    )
+    assert table["value_share"].sum() == pytest.approx(1.0)
+    assert table.loc[1, "value_share"] > table.loc[0, "value_share"]
