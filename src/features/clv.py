@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import betaln, gammaln, hyp2f1
+from scipy.special import betaln, digamma, gammaln, hyp2f1
 
 from src.data.schema import AMOUNT, CUSTOMER_ID, DATE
 from src.errors import UserError
@@ -134,6 +134,29 @@ def bgnbd_log_likelihood(
     return common + np.logaddexp(still_alive, dropped)
 
 
+def bgnbd_gradient(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Per-customer gradient of ``bgnbd_log_likelihood`` in (r, alpha, a, b): shape (4, n)."""
+    r, alpha, a, b = params
+    still_alive = -(r + x) * np.log(alpha + T)
+    dropped = np.where(
+        x > 0,
+        np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + t_x),
+        -np.inf,
+    )
+    w_dropped = np.exp(dropped - np.logaddexp(still_alive, dropped))  # share of the second term
+    w_alive = 1.0 - w_dropped
+    return np.stack(
+        [
+            digamma(r + x) - digamma(r) + np.log(alpha)
+            - w_alive * np.log(alpha + T) - w_dropped * np.log(alpha + t_x),
+            r / alpha - (r + x) * (w_alive / (alpha + T) + w_dropped / (alpha + t_x)),
+            digamma(a + b) - digamma(a + b + x) + w_dropped / a,
+            digamma(b + x) - digamma(a + b + x) - digamma(b) + digamma(a + b)
+            - w_dropped / np.maximum(b + x - 1, 1e-300),
+        ]
+    )  # fmt: skip
+
+
 def fit_bgnbd(summary: pd.DataFrame) -> BgNbd:
     """Maximum-likelihood BG/NBD parameters for `summary` (from ``rfm_summary``).
 
@@ -153,8 +176,11 @@ def fit_bgnbd(summary: pd.DataFrame) -> BgNbd:
     rows, weights = np.unique(np.stack([x, t_x, T]), axis=1, return_counts=True)
     start = np.log([1.0, max(float(T.mean()), 1.0), 1.0, 1.0])
 
-    def objective(log_params: np.ndarray) -> float:
-        return -float(weights @ bgnbd_log_likelihood(np.exp(log_params), *rows)) / len(x)
+    def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+        params = np.exp(log_params)
+        value = weights @ bgnbd_log_likelihood(params, *rows)
+        gradient = bgnbd_gradient(params, *rows) @ weights * params  # chain rule: d/d log
+        return -float(value) / len(x), -gradient / len(x)
 
     fitted = _minimise(objective, start, "BG/NBD", len(x))
     r, alpha, a, b = np.exp(fitted.x)
@@ -221,6 +247,19 @@ def gamma_gamma_log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray)
     )
 
 
+def gamma_gamma_gradient(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Per-customer gradient of ``gamma_gamma_log_likelihood`` in (p, q, v): shape (3, n)."""
+    p, q, v = params
+    px = p * x
+    return np.stack(
+        [
+            x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - np.log(v + x * m)),
+            digamma(px + q) - digamma(q) + np.log(v) - np.log(v + x * m),
+            q / v - (px + q) / (v + x * m),
+        ]
+    )
+
+
 def fit_gamma_gamma(summary: pd.DataFrame) -> GammaGamma:
     """Maximum-likelihood Gamma-Gamma parameters on the customers with repeat purchases of
     positive mean value (the model has no zero spend). Starts from p = q = 1, v = the mean
@@ -235,8 +274,11 @@ def fit_gamma_gamma(summary: pd.DataFrame) -> GammaGamma:
     x, m = x[usable], m[usable]
     start = np.log([1.0, 1.0, float(m.mean())])
 
-    def objective(log_params: np.ndarray) -> float:
-        return -float(gamma_gamma_log_likelihood(np.exp(log_params), x, m).sum()) / len(x)
+    def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+        params = np.exp(log_params)
+        value = gamma_gamma_log_likelihood(params, x, m).sum()
+        gradient = gamma_gamma_gradient(params, x, m).sum(axis=1) * params  # d/d log
+        return -float(value) / len(x), -gradient / len(x)
 
     fitted = _minimise(objective, start, "Gamma-Gamma", len(x))
     p, q, v = np.exp(fitted.x)
@@ -316,8 +358,10 @@ def _column(summary: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _minimise(objective, start: np.ndarray, model: str, n: int):
-    """L-BFGS-B on log parameters, bounded to exp(+-30) so no parameter over/underflows."""
-    result = minimize(objective, start, method="L-BFGS-B", bounds=[(-30.0, 30.0)] * len(start))
+    """L-BFGS-B on log parameters (`objective` returns the value and its gradient), bounded to exp(+-30) so no parameter over/underflows."""
+    result = minimize(
+        objective, start, jac=True, method="L-BFGS-B", bounds=[(-30.0, 30.0)] * len(start)
+    )
     at_bound = np.abs(result.x).max() > 29.0
     if not result.success or not np.isfinite(result.fun) or at_bound:
         raise UserError(

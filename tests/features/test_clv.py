@@ -3,16 +3,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import approx_fprime
 
 from src.errors import UserError
 from src.features.clv import (
     BgNbd,
     GammaGamma,
+    bgnbd_gradient,
+    bgnbd_log_likelihood,
     customer_value,
     expected_purchases,
     expected_spend,
     fit_bgnbd,
     fit_gamma_gamma,
+    gamma_gamma_gradient,
+    gamma_gamma_log_likelihood,
     p_alive,
     rfm_summary,
     segment_value,
@@ -71,6 +76,25 @@ def test_fits_recover_the_parameters_the_data_was_drawn_from():
         assert getattr(gg, name) == pytest.approx(getattr(TRUE_GG, name), rel=0.15), name
     assert bgnbd.n_customers == 30_000
     assert gg.n_customers == int((summary["frequency"] > 0).sum())
+
+
+def test_gradients_match_finite_differences():
+    summary = simulate_summary(50, TRUE_BGNBD, TRUE_GG, max_age_days=365, seed=4)
+    x, t_x, T, m = (summary[c].to_numpy() for c in ("frequency", "recency", "T", "monetary"))
+    repeat = x > 0
+    cases = [
+        (bgnbd_log_likelihood, bgnbd_gradient, np.array([0.6, 40.0, 0.8, 3.0]), (x, t_x, T)),
+        (
+            gamma_gamma_log_likelihood,
+            gamma_gamma_gradient,
+            np.array([5.0, 4.0, 600.0]),
+            (x[repeat], m[repeat]),
+        ),
+    ]
+    for likelihood, gradient, params, data in cases:
+        total = lambda p, f=likelihood, d=data: f(p, *d).sum()  # noqa: E731
+        numeric = approx_fprime(params, total, 1e-6 * params)
+        np.testing.assert_allclose(gradient(params, *data).sum(axis=1), numeric, rtol=1e-4)
 
 
 def test_fit_is_deterministic():
