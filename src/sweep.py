@@ -369,6 +369,10 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
                 time.time(),
             )  # fmt: skip
             log_start = (lambda: _log_parent_start(cfg, data)) if created else (lambda: None)
+            if (
+                not cfg.verbose
+            ):  # every trial's stage lines would bury the progress (time/* has them)
+                logging.getLogger("src.timing").setLevel(logging.WARNING)
             _run_workers(args, workers, meanwhile=log_start)
             study = open_study(storage, name, objectives, int(cfg.seed))
             _wait_for_other_workers(study, heartbeat_seconds)
