@@ -21,6 +21,9 @@ from src.errors import UserError
 from src.secrets import mask_secrets
 
 USER_ERROR_STATUS = 2
+# Libraries whose INFO lines (database migrations, connection pools, study creation) would bury
+# the command's own progress; `verbose=true` lets them through.
+LIBRARY_LOGGERS = ("mlflow", "alembic", "optuna", "urllib3", "httpx", "sqlalchemy", "git")
 BROKEN_PIPE = "the output was closed before the command finished (broken pipe); it stopped there"
 
 
@@ -71,6 +74,21 @@ def run_command(main: Callable[[], Any]) -> None:
         else:
             os.environ["HYDRA_FULL_ERROR"] = previous
     skip_collection_at_exit()
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Show only the warnings and errors of `LIBRARY_LOGGERS` unless `verbose`. MLflow sets its
+    own level when imported, from MLFLOW_LOGGING_LEVEL: set here, it also reaches the processes
+    the command starts (workers, the tracking companion). A level the user exported is kept."""
+    level = "INFO" if verbose else "WARNING"
+    if verbose:
+        os.environ["MLFLOW_LOGGING_LEVEL"] = level
+    else:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", level)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(
+            os.environ["MLFLOW_LOGGING_LEVEL"] if name == "mlflow" else level
+        )
 
 
 def one_line(err: BaseException) -> str:

@@ -22,12 +22,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from src.pipeline import PreparedData, RunResult  # noqa: E402
 from src.secrets import mask_secrets  # noqa: E402
 
 PLOT_DPI = 110
+# Decimals a person needs in a CSV column, by what its name says it holds (first match wins);
+# any other float column keeps 4 significant-enough decimals (scores such as silhouette).
+DECIMALS = (
+    (re.compile(r"share|fraction"), 4),
+    (re.compile(r"monetary|amount|revenue|spend"), 2),
+    (re.compile(r"recency|frequency"), 2),
+)
+OTHER_DECIMALS = 4
 STALE_PARTIAL_SECONDS = 3600
 _PARTIAL = re.compile(r"^\..+\.(?P<pid>\d+)\.partial$")
 
@@ -88,8 +97,8 @@ def write_run_outputs(
     staging = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.partial")
     staging.mkdir()
     try:
-        result.segments.to_csv(staging / "segments.csv", index=False)
-        result.profile.to_csv(staging / "profile.csv", index=False)
+        write_csv(result.segments, staging / "segments.csv")
+        write_csv(result.profile, staging / "profile.csv")
         (staging / "cleaning_report.json").write_text(
             json.dumps(data.cleaning.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
         )
@@ -100,6 +109,26 @@ def write_run_outputs(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` with each float column rounded to what it means (`DECIMALS`): money to
+    2 decimals, shares to 4 (counts are integer columns already)."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if not pd.api.types.is_float_dtype(values):
+            continue
+        decimals = next(
+            (d for pattern, d in DECIMALS if pattern.search(str(column))), OTHER_DECIMALS
+        )
+        out[column] = values.round(decimals)
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """`frame` as a CSV a person reads: no index, numbers `rounded`."""
+    rounded(frame).to_csv(path, index=False)
 
 
 def save_figures(figures: dict[str, Figure], directory: Path) -> None:

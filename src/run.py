@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import exit_on_user_error, run_command
+from src.cli import exit_on_user_error, quiet_libraries, run_command
 from src.models.factory import GROUPS
 from src.outputs import remove_stale_partials, run_folder, write_run_outputs
 from src.pipeline import RunResult, prepare_data, require_customers, run_pipeline
@@ -62,6 +62,7 @@ def execute(cfg: DictConfig, picked: Mapping[str, str], started: datetime) -> Ru
 def main(cfg: DictConfig) -> None:
     started = datetime.now()
     with exit_on_user_error():
+        quiet_libraries(bool(cfg.verbose))
         choices = HydraConfig.get().runtime.choices
         check_run(cfg)  # before any run, folder or file exists
         execute(cfg, {group: choices[group] for group in GROUPS}, started)

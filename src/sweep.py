@@ -33,13 +33,15 @@ from hydra.core.hydra_config import HydraConfig
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from src.cli import exit_on_user_error, run_command, skip_collection_at_exit
+from src.cli import exit_on_user_error, quiet_libraries, run_command, skip_collection_at_exit
 from src.errors import UserError
 from src.evaluation import plots
 from src.models.factory import GROUPS
+from src.outputs import rounded, write_csv
 from src.pipeline import cpu_threads, exploratory_figures, prepare_data
 from src.preflight import check_sweep
 from src.processes import helper_context
+from src.progress import LiveLine
 from src.retry import retry
 from src.secrets import mask_secrets
 from src.stores import store_identity, study_storage
@@ -58,9 +60,11 @@ from src.tuning.study import (
     outcome,
     pareto_front,
     progress_line,
+    shown_number,
     started_trials,
     study_lock,
     tpe_sampler,
+    trial_note,
     work,
 )
 from src.tuning.trial import BestPlots, TrialSetup, end_orphan_runs, propose, run_trial
@@ -108,15 +112,19 @@ def run_worker(args: WorkerArgs) -> None:
     lock = study_lock(args.storage_url, args.study_name)
     study.sampler = tpe_sampler(sampler_seed(args.seed, claim_worker_slot(study, lock)))
     best_plots = BestPlots()
+    progress = LiveLine()
 
     def report(trial: optuna.trial.FrozenTrial) -> None:
-        print(progress_line(study, trial, args.budget, args.started), flush=True)
+        note = trial_note(trial)
+        if note is not None:
+            progress.note(note)
+        progress.show(progress_line(study, trial, args.budget, args.started))
         if _stop_requested.is_set():  # the signal's exception was raised where it got lost
             raise KeyboardInterrupt
 
     def end_runs_of_dead_workers(stale: list[optuna.trial.FrozenTrial]) -> None:
-        numbers = ", ".join(f"#{t.number}" for t in stale)
-        print(f"trial(s) {numbers} failed: no heartbeat for {args.stale_seconds} s", flush=True)
+        numbers = ", ".join(str(shown_number(t)) for t in stale)
+        progress.note(f"trial(s) {numbers} failed: no heartbeat for {args.stale_seconds} s")
         end_orphan_runs(args.setup, study)
 
     try:
@@ -132,8 +140,10 @@ def run_worker(args: WorkerArgs) -> None:
             on_finish=report,
             on_stale=end_runs_of_dead_workers,
         )
+        progress.close()
         best_plots.log_if_best(study)
     except KeyboardInterrupt:
+        progress.close()
         if multiprocessing.parent_process() is None:
             raise  # the only worker: the command reports the interruption
 
@@ -359,6 +369,10 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
                 time.time(),
             )  # fmt: skip
             log_start = (lambda: _log_parent_start(cfg, data)) if created else (lambda: None)
+            if (
+                not cfg.verbose
+            ):  # every trial's stage lines would bury the progress (time/* has them)
+                logging.getLogger("src.timing").setLevel(logging.WARNING)
             _run_workers(args, workers, meanwhile=log_start)
             study = open_study(storage, name, objectives, int(cfg.seed))
             _wait_for_other_workers(study, heartbeat_seconds)
@@ -437,14 +451,14 @@ def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequen
         )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "leaderboard.csv"
-        board.to_csv(path, index=False)
+        write_csv(board, path)
         mlflow.log_artifact(str(path))
         if len(study.directions) > 1:
             feasible = [t for t in study.get_trials(deepcopy=False) if is_feasible(t)]
             front = pareto_front(study, feasible)
-            pd.DataFrame(
-                [{"trial": t.number, **dict(zip(objectives, t.values, strict=True))} for t in front]
-            ).to_csv(Path(tmp) / "pareto_front.csv", index=False)
+            pareto = [{"trial": shown_number(t), **dict(zip(objectives, t.values, strict=True))}
+                      for t in front]  # fmt: skip
+            write_csv(pd.DataFrame(pareto), Path(tmp) / "pareto_front.csv")
             mlflow.log_artifact(str(Path(tmp) / "pareto_front.csv"))
     log_plots(_sweep_figures(study, board, objectives))
 
@@ -512,7 +526,7 @@ def _register_best(
             return
         if study.user_attrs.get("registered_trial") == best.number:
             print(
-                f"trial #{best.number} is registered already "
+                f"trial {shown_number(best)} is registered already "
                 f"(version {study.user_attrs.get('registered_version')})"
             )
             return
@@ -532,7 +546,7 @@ def _register_best(
         study.set_user_attr("registered_trial", best.number)
         study.set_user_attr("registered_version", str(version.version))
     print(
-        f"registered {version.name} version {version.version} (trial #{best.number}, "
+        f"registered {version.name} version {version.version} (trial {shown_number(best)}, "
         f"{attrs['combination']}) with alias 'candidate'; promote it with: "
         f"python -m src.promote version={version.version}"
     )
@@ -548,12 +562,14 @@ def _print_summary(result: Outcome, board: pd.DataFrame) -> None:
         print(f"  failed {count} x: {reason[:160]}")
     if not board.empty:
         print()
-        print(board.drop(columns=["mlflow_run_id"], errors="ignore").to_string(index=False))
+        shown = rounded(board.drop(columns=["mlflow_run_id"], errors="ignore"))
+        print(shown.to_string(index=False))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error():
+        quiet_libraries(bool(cfg.verbose))
         overrides = list(HydraConfig.get().overrides.task)
         check_sweep(cfg)  # before any worker, study or run exists
         try:

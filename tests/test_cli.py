@@ -78,3 +78,21 @@ def test_a_programming_error_in_the_command_keeps_its_traceback(tmp_path, monkey
         run_command(buggy)
     assert stopped.value.code == 2
     assert "HYDRA_FULL_ERROR" not in os.environ
+
+
+def test_library_info_lines_are_off_unless_verbose(monkeypatch):
+    import logging
+
+    from src.cli import LIBRARY_LOGGERS, quiet_libraries
+
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    try:
+        quiet_libraries(verbose=False)
+        assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"  # reaches started processes too
+        assert {logging.getLogger(n).level for n in LIBRARY_LOGGERS} == {logging.WARNING}
+        quiet_libraries(verbose=True)
+        assert os.environ["MLFLOW_LOGGING_LEVEL"] == "INFO"
+        assert {logging.getLogger(n).level for n in LIBRARY_LOGGERS} == {logging.INFO}
+    finally:
+        for name in LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)

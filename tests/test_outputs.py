@@ -8,9 +8,10 @@ import sys
 import time
 from datetime import datetime
 
+import pandas as pd
 import pytest
 
-from src.outputs import STALE_PARTIAL_SECONDS, remove_stale_partials, run_folder
+from src.outputs import STALE_PARTIAL_SECONDS, remove_stale_partials, run_folder, write_csv
 
 STARTED = datetime(2026, 3, 5, 14, 2, 11)
 
@@ -54,3 +55,20 @@ def test_a_folder_is_never_written_over(tmp_path):
     existing.mkdir()
     with pytest.raises(FileExistsError):
         write_run_outputs(existing, data=None, result=None, config_yaml="")  # type: ignore[arg-type]
+
+
+def test_csvs_carry_numbers_rounded_to_what_they_mean(tmp_path):
+    profile = pd.DataFrame(
+        {
+            "segment_id": [0, 1],
+            "size": [3, 7],
+            "customer_share": [0.3, 0.7],
+            "revenue_share": [0.123456789, 0.876543211],
+            "recency_mean": [12.3456, 200.0],
+            "monetary_mean": [1234.56789, 98765.4321],
+            "silhouette": [0.4123456, 0.5],
+        }
+    )
+    write_csv(profile, tmp_path / "profile.csv")
+    lines = (tmp_path / "profile.csv").read_text().splitlines()
+    assert lines[1:] == ["0,3,0.3,0.1235,12.35,1234.57,0.4123", "1,7,0.7,0.8765,200.0,98765.43,0.5"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,7 +93,10 @@ def test_trials_are_nested_under_one_sweep_run(swept):
     assert parent.data.metrics["sweep/trials_completed"] == 4
     assert "best/cluster/silhouette" in parent.data.metrics
     assert "4 trial(s) completed" in done.stdout
-    assert done.stdout.count("trial ") >= 4 and "s left" in done.stdout
+    # Progress on stderr (a log here, so one plain line per trial), trials counted from 1
+    progress = [line for line in done.stderr.splitlines() if re.match(r"trial \d+/", line)]
+    assert [line.split()[1] for line in progress] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all(" | best " in line and ", ETA " in line for line in progress)
 
 
 def test_model_for_trials_that_were_the_best_when_they_finished_plots_for_the_best(swept):
@@ -158,10 +162,10 @@ def test_killed_sweep_resumes_to_the_budget_and_marks_the_lost_trial_failed(tmp_
     args = ("sweep.n_trials=4", "sweep.heartbeat_seconds=1", "sweep.stale_seconds=3")
     process = subprocess.Popen(
         sweep_cmd(tmp_path, store_path, *args), cwd=tmp_path, env=env(tmp_path),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    for line in process.stdout:
-        if line.startswith("trial   1/4"):
+    for line in process.stderr:
+        if line.startswith("trial 1/4"):
             break
     deadline = time.time() + 60
     while len(study(tmp_path).trials) < 2 and time.time() < deadline:
@@ -259,11 +263,11 @@ def test_parallel_sweep_stopped_with_kill_then_resumed(tmp_path, store_path):
     their running trials instead of leaving them running; a rerun finishes the budget."""
     process = subprocess.Popen(
         sweep_cmd(tmp_path, store_path, "sweep.n_trials=40", "sweep.n_jobs=2"), cwd=tmp_path,
-        env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     finished = 0
-    for line in process.stdout:
-        finished += line.startswith("trial ")
+    for line in process.stderr:
+        finished += bool(re.match(r"trial \d+/", line))
         if finished == 3:
             break
     process.send_signal(signal.SIGTERM)

@@ -518,6 +518,18 @@ def _fence_label(cfg: Mapping) -> str:
     return f"Q3 + {float(cfg['k']):g} IQR of log amounts"
 
 
+def _no_outlier(what: str, cfg: Mapping, largest: float | None, money: Currency) -> str:
+    """The step's description when nothing is above the fence: the fence itself is then no
+    amount anyone would cap at (often billions), so it is named by its rule, with the largest
+    value it was measured against."""
+    fence = "the fixed threshold" if cfg["threshold"] is not None else _fence_label(cfg)
+    seen = f" (the largest is {money.amount(largest)})" if largest is not None else ""
+    return f"no {what} above the outlier fence, {fence}{seen}: none {_DONE[cfg['action']]}"
+
+
+_DONE = {"cap": "capped", "drop": "removed", "none": "flagged"}
+
+
 def _line_outliers(frame: pd.DataFrame, cfg: Mapping, money: Currency) -> _Outcome:
     amount = frame[AMOUNT].to_numpy(dtype=float)
     threshold = _fence(amount, cfg)
@@ -530,7 +542,10 @@ def _line_outliers(frame: pd.DataFrame, cfg: Mapping, money: Currency) -> _Outco
         "amount_above_threshold": float((amount[above] - threshold).sum()) if above.any() else 0.0,
         "largest_line": float(np.nanmax(amount)) if np.isfinite(amount).any() else None,
     }
-    limit = money.amount(threshold) if threshold is not None else "the threshold"
+    if not above.any():
+        largest = detail["largest_line"]
+        return _Outcome(frame, _no_outlier("single line", cfg, largest, money), detail=detail)
+    limit = money.amount(threshold)
     if cfg["action"] == "drop":
         return _Outcome(
             frame[~above], f"single lines above {limit} (likely typos) removed", detail=detail
@@ -561,7 +576,10 @@ def _customer_outliers(frame: pd.DataFrame, cfg: Mapping, money: Currency) -> _O
         "amount_above_threshold": float((flagged - threshold).sum()) if flagged.size else 0.0,
         "examples": [str(c) for c in flagged.sort_values(ascending=False).index[:_EXAMPLES]],
     }
-    limit = money.amount(threshold) if threshold is not None else "the threshold"
+    if not flagged.size:
+        largest = float(totals.max()) if totals.size else None
+        return _Outcome(frame, _no_outlier("customer's total", cfg, largest, money), detail=detail)
+    limit = money.amount(threshold)
     if cfg["action"] == "drop":
         return _Outcome(
             frame[~lines],

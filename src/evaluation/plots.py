@@ -500,96 +500,115 @@ def rfm_distributions(
 
 
 def cleaning_waterfall(report: Mapping[str, Any]) -> Figure:
-    """Lines left after each cleaning step, from the raw export to the clean table, with the
-    lines removed and the amount changed by each step, in the report's currency."""
+    """What each cleaning step took, from the raw export to the clean table, side by side in
+    lines (left) and in money (right, the report's currency); each bar is labelled with its
+    change."""
     money = currency(report.get("currency"))
     rows_raw, rows_clean = int(report["rows_raw"]), int(report["rows_clean"])
     amount_raw, amount_clean = float(report["amount_raw"]), float(report["amount_clean"])
-    steps = list(report.get("steps", []))
-    title = f"Cleaning: {_number(rows_raw)} raw lines → {_number(rows_clean)} clean lines"
-
-    labels = ["raw export"]
-    spans: list[tuple[float, float]] = [(0.0, rows_raw)]
-    notes = [money.compact(amount_raw)]
-    kinds = ["total"]
-    for step in steps:
+    title = (
+        f"Cleaning: {_number(rows_raw)} raw lines → {_number(rows_clean)} clean lines, "
+        f"{money.compact(amount_raw)} → {money.compact(amount_clean)}"
+    )
+    labels, kinds = ["raw export"], ["total"]
+    lines = _Waterfall([(0.0, rows_raw)], [_number(rows_raw)])
+    amounts = _Waterfall([(0.0, amount_raw)], [money.compact(amount_raw)])
+    rows_now, amount_now = float(rows_raw), amount_raw
+    for step in report.get("steps", []):
         name = str(step["name"]).replace("_", " ")
         if not step.get("enabled", True):
             labels.append(f"{name} (off)")
-            spans.append((float(step["rows_in"]), float(step["rows_in"])))
-            notes.append("step disabled")
             kinds.append("off")
+            lines.add((rows_now, rows_now), "off")
+            amounts.add((amount_now, amount_now), "off")
             continue
         removed, modified = int(step["rows_removed"]), int(step.get("rows_modified", 0))
-        change = float(step["amount_out"]) - float(step["amount_in"])
-        parts = [f"−{_number(removed)} lines" if removed else "no lines removed"]
-        if modified:
-            parts.append(f"{_number(modified)} changed")
-        parts.append(money.compact(change, signed=True))
+        rows_now, before = float(step["rows_out"]), float(step["rows_in"])
+        amount_in, amount_now = float(step["amount_in"]), float(step["amount_out"])
+        note = f"−{_number(removed)}" if removed else "0"
         labels.append(name)
-        spans.append((float(step["rows_out"]), float(step["rows_in"])))
-        notes.append(" · ".join(parts))
         kinds.append("step")
+        lines.add(
+            (rows_now, before), note + (f" · {_number(modified)} changed" if modified else "")
+        )
+        amounts.add((amount_now, amount_in), money.compact(amount_now - amount_in, signed=True))
     labels.append("clean")
-    spans.append((0.0, rows_clean))
-    notes.append(money.compact(amount_clean))
     kinds.append("total")
+    lines.add((0.0, rows_clean), _number(rows_clean))
+    amounts.add((0.0, amount_clean), money.compact(amount_clean))
 
-    # Zoom the axis when the steps remove little (< 20%), or their bars would be slivers.
-    lowest = min(
-        [rows_clean] + [s[0] for s, kind in zip(spans, kinds, strict=True) if kind != "total"]
-    )
-    start = 0.0
-    if rows_raw > 0 and lowest > 0.8 * rows_raw:
-        start = max(0.0, lowest - 0.15 * (rows_raw - lowest) - 0.01 * rows_raw)
-    colors = {"total": "#4C78A8", "step": "#E45756", "off": "#BBBBBB"}
-
-    height = 1.6 + 0.42 * len(labels)
-    fig = _figure(9, max(4.0, height))
-    ax = fig.add_subplot()
+    fig = _figure(12, max(4.0, 1.8 + 0.42 * len(labels)))
+    ax_lines, ax_money = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(labels))[::-1]
-    for yi, (lo, hi), kind, note in zip(y, spans, kinds, notes, strict=True):
-        left = max(lo, start)
-        width = max(hi - left, 0.0)
-        if kind == "step" and width == 0 and hi > start:
-            width = (rows_raw - start) * 0.002  # a visible tick for "nothing removed"
-        ax.barh(yi, width, left=left, color=colors[kind], height=0.62)
-        ax.text(1.01, yi, note, transform=ax.get_yaxis_transform(), va="center", ha="left",
-                fontsize=8.5, color="0.45" if kind == "off" else "0.1")  # fmt: skip
-        if kind == "step":
-            ax.plot([hi, hi], [yi + 0.31, yi + 0.69], color="0.5", linewidth=0.8)
-    ax.set_yticks(y, labels, fontsize=9)
-    for tick, kind in zip(ax.get_yticklabels(), kinds, strict=True):
+    lines.draw(ax_lines, y, kinds, 1.0, "Lines left")
+    divisor, unit = money.unit(max(amount_raw, amount_clean, 1.0))
+    amounts.draw(ax_money, y, kinds, divisor, f"Amount left, {unit}")
+    ax_lines.set_yticks(y, labels, fontsize=9)
+    for tick, kind in zip(ax_lines.get_yticklabels(), kinds, strict=True):
         if kind == "off":
             tick.set_color("0.5")
         if kind == "total":
             tick.set_fontweight("bold")
-    ax.set_xlim(start, rows_raw + 0.02 * (rows_raw - start) if rows_raw else 1.0)
-    ax.set_ylim(-0.6, len(labels) - 0.4)
-    _thousands(ax.xaxis)
-    ax.xaxis.set_major_locator(MaxNLocator(6))
-    ax.set_xlabel(
-        "Lines left in the export"
-        + (f" (axis starts at {_number(start)}, not 0)" if start > 0 else "")
-    )
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_axisbelow(True)
+    ax_lines.set_ylim(-0.6, len(labels) - 0.4)
     legend = [
-        Patch(color=colors["total"], label="lines in the table"),
-        Patch(color=colors["step"], label="lines removed by the step"),
+        Patch(color=_WATERFALL_COLORS["total"], label="in the table"),
+        Patch(color=_WATERFALL_COLORS["step"], label="taken out by the step"),
     ]
-    fig.legend(handles=legend, loc="outside lower center", ncol=2, frameon=False, fontsize=8.5)
+    if any(a > b for a, b in amounts.spans[1:-1] + lines.spans[1:-1]):
+        legend.append(Patch(color=_WATERFALL_COLORS["gain"], label="added by the step"))
+    fig.legend(handles=legend, loc="outside lower center", ncol=3, frameon=False, fontsize=8.5)
     removed = rows_raw - rows_clean
+    share = f" ({removed / rows_raw:.1%})" if rows_raw else ""
     subtitle = (
-        (
-            f"{_number(removed)} lines ({removed / rows_raw:.1%}) removed; "
-            if rows_raw
-            else "empty export; "
-        )
-        + f"amount {money.compact(amount_raw)} → {money.compact(amount_clean)} (right column: per step)"
+        f"{_number(removed)} lines{share} removed, amount "
+        f"{money.compact(amount_clean - amount_raw, signed=True)}; labels: each step's change"
     )
-    _titles(ax, title, subtitle)
+    _titles(ax_lines, title, subtitle)
     return fig
+
+
+def _tick(value: float) -> str:
+    """1,500 / 42 / 42.5: grouped, one decimal only where there is one."""
+    return f"{value:,.1f}".removesuffix(".0")
+
+
+_WATERFALL_COLORS = {"total": "#4C78A8", "step": "#E45756", "gain": "#54A24B", "off": "#BBBBBB"}
+
+
+class _Waterfall:
+    """One panel of the cleaning waterfall: per row, the span (low, high) of its bar and its
+    label; a step's bar runs from what it left to what it received."""
+
+    def __init__(self, spans: list[tuple[float, float]], notes: list[str]) -> None:
+        self.spans, self.notes = list(spans), list(notes)
+
+    def add(self, span: tuple[float, float], note: str) -> None:
+        self.spans.append(span)
+        self.notes.append(note)
+
+    def draw(self, ax: Axes, y: np.ndarray, kinds: list[str], divisor: float, xlabel: str) -> None:
+        top = max(hi for _, hi in self.spans)
+        # the lowest level a step leaves (the clean total's bar starts at 0, its level is its end)
+        lowest = min([self.spans[-1][1]] + [min(lo, hi) for lo, hi in self.spans[1:-1]])
+        # Zoom the axis when the steps take little (< 20%), or their bars would be slivers.
+        start = 0.0
+        if top > 0 and lowest > 0.8 * top:
+            start = float(np.floor(max(0.0, lowest - 0.15 * (top - lowest) - 0.01 * top)))
+        room = (top - start) or 1.0
+        for yi, (a, b), kind, note in zip(y, self.spans, kinds, self.notes, strict=True):
+            lo, hi = max(min(a, b), start), max(a, b)
+            color = _WATERFALL_COLORS["gain" if kind == "step" and a > b else kind]
+            width = hi - lo if hi - lo > 0 or kind != "step" else room * 0.003  # a visible tick
+            ax.barh(yi, width, left=lo, color=color, height=0.62)
+            ax.text(max(a, b) + room * 0.015, yi, "off" if kind == "off" else note, va="center",
+                    ha="left", fontsize=8.5, color="0.45" if kind == "off" else "0.1")  # fmt: skip
+        ax.set_xlim(start, top + 0.45 * room)  # the labels right of the bars stay inside
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: _tick(v / divisor)))
+        shifted = f" (axis starts at {_tick(start / divisor)}, not 0)" if start > 0 else ""
+        ax.set_xlabel(xlabel + shifted)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
 
 
 # --------------------------------------------------------------------------------- segment figures

@@ -277,7 +277,7 @@ def heartbeat(storage: RDBStorage, trial: optuna.Trial, seconds: float) -> Itera
             try:
                 storage.record_heartbeat(trial_id)
             except Exception as err:  # noqa: BLE001 - a missed beat is not the trial's failure
-                log.warning("trial %d: heartbeat not recorded: %s", trial.number, err)
+                log.warning("trial %d: heartbeat not recorded: %s", shown_number(trial), err)
             if stop.wait(seconds):
                 return
 
@@ -372,10 +372,12 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, run_trial: TrialBody
         except Exception as err:  # a failing trial must not stop the sweep
             transient = is_transient(err)
             if transient and attempt < TRIAL_ATTEMPTS:
-                log.warning("trial %d lost its store (%s): running it again", trial.number, err)
+                log.warning(
+                    "trial %d lost its store (%s): running it again", shown_number(trial), err
+                )
                 attempt += 1
                 continue
-            log.debug("trial %d failed", trial.number, exc_info=True)
+            log.debug("trial %d failed", shown_number(trial), exc_info=True)
             trial.set_user_attr("error", mask_secrets(f"{type(err).__name__}: {err}")[:2000])
             trial.set_user_attr("retryable", transient)
             with _own_heartbeat():
@@ -444,7 +446,9 @@ LEADERBOARD_ATTRS = ("n_segments", "smallest_share", "silhouette", "f1_macro", "
 
 
 def leaderboard(study: optuna.Study, objectives: Sequence[str]) -> pd.DataFrame:
-    """The best feasible trial of every combination tried (and how many trials each got)."""
+    """The best feasible trial of every combination tried (and how many trials each got); each
+    number once: an objective is not repeated among the trial's attributes."""
+    attrs = [a for a in LEADERBOARD_ATTRS if not any(o.endswith(f"/{a}") for o in objectives)]
     rows = []
     trials = [t for t in study.get_trials(deepcopy=False) if "combination" in t.user_attrs]
     sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
@@ -459,9 +463,9 @@ def leaderboard(study: optuna.Study, objectives: Sequence[str]) -> pd.DataFrame:
         }
         if feasible:
             best = max(feasible, key=lambda t: (sign * t.values[0], -t.number))
-            row |= {"best_trial": best.number}
+            row |= {"best_trial": shown_number(best)}
             row |= dict(zip(objectives, best.values, strict=True))
-            row |= {attr: best.user_attrs.get(attr) for attr in LEADERBOARD_ATTRS}
+            row |= {attr: best.user_attrs.get(attr) for attr in attrs}
         rows.append(row)
     table = pd.DataFrame(rows)
     for column in ("best_trial", "n_segments"):
@@ -474,8 +478,26 @@ def leaderboard(study: optuna.Study, objectives: Sequence[str]) -> pd.DataFrame:
     )
 
 
+def shown_number(trial: optuna.trial.BaseTrial) -> int:
+    """A trial's number as people read it (console, leaderboard): 1-based, as in "trial 1/30";
+    Optuna's own `trial.number` counts from 0."""
+    return trial.number + 1
+
+
+def duration(seconds: float) -> str:
+    """ "42s", "3m05s", "1h02m": short enough for a progress line."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def progress_line(study: optuna.Study, trial: FrozenTrial, budget: int, started: float) -> str:
-    """One line per finished trial: number, combination, objective, best so far, time left."""
+    """The sweep's progress after a finished trial: "trial 3/30 pca-kmeans-xgboost 0.412 | best
+    0.431 (trial 2) | elapsed 1m05s, ETA 9m30s"; the ETA assumes the trials still to run take as
+    long as this session's took."""
     trials = started_trials(study)
     finished = [t for t in trials if t.state.is_finished()]
     this_session = [
@@ -486,17 +508,24 @@ def progress_line(study: optuna.Study, trial: FrozenTrial, budget: int, started:
     eta = elapsed / max(len(this_session), 1) * left
     combination = trial.user_attrs.get("combination", "?")
     if trial.state == TrialState.FAIL:
-        result = f"FAILED: {str(trial.user_attrs.get('error', ''))[:80]}"
+        result = "failed"
     else:
-        value = ", ".join(f"{v:.4g}" for v in trial.values)
-        result = (
-            value
-            if is_feasible(trial)
-            else f"{value} infeasible ({trial.user_attrs.get('violations', '')})"
-        )
+        result = ", ".join(f"{v:.4g}" for v in trial.values)
+        if not is_feasible(trial):
+            result += " infeasible"
     best = best_feasible(study)
-    best_text = f"best {best.values[0]:.4g} (#{best.number})" if best else "no feasible trial yet"
+    best_text = f"best {best.values[0]:.4g} (trial {shown_number(best)})" if best else "no best yet"
     return (
-        f"trial {len(finished):>3}/{budget}  {combination:<32} {result:<40} {best_text}  "
-        f"{elapsed:,.0f} s elapsed, ~{eta:,.0f} s left"
+        f"trial {len(finished)}/{budget} {combination} {result} | {best_text} | "
+        f"elapsed {duration(elapsed)}, ETA {duration(eta)}"
     )
+
+
+def trial_note(trial: FrozenTrial) -> str | None:
+    """What a person must see of a finished trial beyond the progress line: why it failed or is
+    infeasible (None for a feasible one)."""
+    if trial.state == TrialState.FAIL:
+        return f"trial {shown_number(trial)} failed: {str(trial.user_attrs.get('error', ''))[:160]}"
+    if trial.state == TrialState.COMPLETE and not is_feasible(trial):
+        return f"trial {shown_number(trial)} infeasible: {trial.user_attrs.get('violations', '')}"
+    return None

@@ -616,3 +616,16 @@ def test_freeze_thresholds_writes_measured_fences_into_the_rules():
     small = lines([100.0, 60000.0])
     out, _ = run(small, frozen)
     assert out["amount"].tolist() == [100.0]
+
+
+def test_an_outlier_fence_nobody_reaches_is_named_by_its_rule_not_its_amount():
+    # Spends spread over a decade: the customers' fence, Q3 + 5 IQR of log totals, lies far above
+    # anyone (billions); written as an amount it would read as a cap of billions.
+    data = frame([(f"c{i}", "2024-01-01", 10.0 * 1.3**i, "A", 1.0) for i in range(30)])
+    _, report = clean_transactions(data, DEFAULT_RULES, today=TODAY, currency_code="gbp")
+    step = report.step("customer_outliers")
+    assert step.detail["threshold"] > 1e6 and step.detail["customers_above"] == 0
+    assert step.description == (
+        "no customer's total above the outlier fence, Q3 + 5 IQR of log amounts "
+        "(the largest is £20,154): none capped"  # 10 x 1.3^29
+    )

@@ -1,4 +1,6 @@
 import dataclasses
+import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +19,14 @@ from src.tuning.objective import (
     objective_values,
 )
 from src.tuning.space import Suggestion, allowed_options, suggest
-from src.tuning.study import best_feasible, is_feasible, leaderboard, pareto_front
+from src.tuning.study import (
+    best_feasible,
+    duration,
+    is_feasible,
+    leaderboard,
+    pareto_front,
+    progress_line,
+)
 from src.tuning.trial import TrialSetup, compose_run_config, could_be_best, ranks_first
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -105,7 +114,8 @@ def test_infeasible_trials_are_never_best():
     assert not is_feasible(study.trials[0])
     board = leaderboard(study, ["cluster/silhouette"])
     assert board["combination"].tolist() == ["none-gmm-knn", "pca-kmeans-knn"]
-    assert board.set_index("combination").loc["pca-kmeans-knn", "best_trial"] == 1
+    # 1-based, as people read trial numbers ("trial 2/3"): Optuna's trial.number 1
+    assert board.set_index("combination").loc["pca-kmeans-knn", "best_trial"] == 2
     assert board.set_index("combination").loc["pca-kmeans-knn", "trials"] == 2
 
 
@@ -181,3 +191,30 @@ def test_a_sampled_setting_the_option_lacks_is_named():
     picked = {"reducer": "pca", "clusterer": "kmeans", "classifier": "knn"}
     with pytest.raises(UserError, match="search space clusterer.kmeans.n_componentz"):
         compose_run_config(_setup(), Suggestion(picked, {"clusterer.n_componentz": 3}))
+
+
+def test_leaderboard_shows_each_number_once():
+    study = optuna.create_study(direction="maximize")
+    trial = _trial(study, 0, 0.61234, feasible=True)
+    trial.user_attrs.update({"silhouette": 0.61234, "f1_macro": 0.97, "n_segments": 4})
+    study.add_trial(trial)
+    board = leaderboard(study, ["cluster/silhouette"])
+    assert "silhouette" not in board and board.loc[0, "cluster/silhouette"] == 0.61234
+    assert board.loc[0, "f1_macro"] == 0.97  # not an objective: shown
+
+
+def test_progress_line_counts_trials_from_one_and_gives_an_eta():
+    study = optuna.create_study(direction="maximize")
+    for value in (0.3, 0.5, 0.4):
+        study.add_trial(_trial(study, 0, value, feasible=True))
+    started = time.time() - 65  # the three trials finished in this session's 65 s
+    line = progress_line(study, study.trials[-1], budget=10, started=started)
+    assert re.fullmatch(
+        r"trial 3/10 pca-kmeans-knn 0\.4 \| best 0\.5 \(trial 2\) \| "
+        r"elapsed 1m0[56]s, ETA 2m3[0-9]s",
+        line,
+    ), line
+
+
+def test_durations_read_as_a_clock():
+    assert [duration(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
