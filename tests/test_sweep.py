@@ -152,7 +152,8 @@ def test_best_feasible_model_is_registered_as_candidate(swept):
     assert version.tags["objective"] == "cluster/silhouette"
     assert float(version.tags["objective_value"]) == pytest.approx(best.value, rel=1e-5)
     combination = best.user_attrs["combination"]
-    assert client(cwd).get_logged_model(version.model_id).name == f"segmenter-{combination}"
+    model_id = best.user_attrs["model_uri"].removeprefix("models:/")
+    assert client(cwd).get_logged_model(model_id).name == f"segmenter-{combination}"
     run_name = f"t{best.number + 1:03d}-{combination}"
     assert f"From run `{run_name}` ({version.run_id})" in version.description
     assert "cluster/silhouette" in version.description
