@@ -409,7 +409,11 @@ def _log_parent_start(cfg: DictConfig, data: Any) -> None:
 
     mlflow.set_tag("data_digest", data.digest)
     settings = OmegaConf.to_container(cfg.sweep, resolve=True)
-    mlflow.log_params(flatten({"sweep": settings, "data": OmegaConf.to_container(cfg.data)}))
+    # The sweep's settings; `objective` and `data_digest` under the trials' names (one column).
+    objective = ",".join(objective_metrics(settings))
+    mlflow.log_params(
+        flatten({"sweep": settings}) | {"objective": objective, "data_digest": data.digest}
+    )
     mlflow.log_metrics(data.metrics())
     log_plots(exploratory_figures(cfg, data))
 

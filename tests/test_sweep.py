@@ -97,6 +97,9 @@ def test_trials_are_nested_under_one_sweep_run(swept):
         assert parent.data.metrics[name] == best.data.metrics[name]
     assert not [m for m in parent.data.metrics if m.startswith("best/")]
     assert parent.info.run_name == "test"  # the study's name
+    assert parent.data.params["objective"] == "cluster/silhouette"
+    assert parent.data.params["data_digest"] == parent.data.tags["data_digest"]
+    assert not [p for p in parent.data.params if p.startswith("data.")]  # in config.yaml
     artifacts = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
     assert "leaderboard.csv" in artifacts
     plots = {Path(a.path).name for a in mlflow_client.list_artifacts(parent.info.run_id, "plots")}
