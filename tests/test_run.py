@@ -160,7 +160,7 @@ def test_degenerate_clustering_fails_the_run_without_a_model(tmp_path, store_pat
     )
     assert run.info.status == "FAILED"
     assert "degenerate" in run.data.tags["error"]
-    assert not [a for a in client.list_artifacts(run.info.run_id) if a.path == "model"]
+    assert client.search_logged_models([run.info.experiment_id]) == []
     assert run_folders(tmp_path) == []
 
 
