@@ -54,8 +54,9 @@ def _register(
         if twins and twins[0].version != version.version:
             client.delete_model_version(model_name, version.version)
             version = twins[0]
+        else:  # described once: a promotion appends to the description later
+            describe(client, model_name, str(version.version))
     client.set_registered_model_alias(model_name, CANDIDATE, version.version)
-    describe(client, model_name, str(version.version))
     return version
 
 

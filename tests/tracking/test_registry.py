@@ -117,6 +117,8 @@ def test_move_production_keeps_a_history_and_tags_the_version(client, model_uri)
         f"Promoted to production 2026-01-02T03:04:05+00:00 by {tags['promoted_by']} "
         "(from version 1): better"
     )
+    register(client, model_uri, 2)  # the same answer again (a resumed sweep): the record stays
+    assert client.get_model_version(client.name, "3").description == described
     # promoted again later without a reason: the old reason does not linger
     registry.move_production(client, client.name, "2", now=when)
     registry.move_production(client, client.name, "3", now=when)
