@@ -85,6 +85,7 @@ def test_trials_are_nested_under_one_sweep_run(swept):
         assert run.data.metrics["time/tracking_s"] > 0
         assert run.data.params["classifier"] == "knn"
         assert run.data.params["objective"] == "cluster/silhouette"
+        assert run.data.tags["data_digest"] == parent.data.tags["data_digest"]
         assert "classifier.n_neighbors" in run.data.params
         assert "classifier._target_" not in run.data.params  # the name says it
         assert not [p for p in run.data.params if p.startswith(("clean.", "tracking.", "data."))]
@@ -159,6 +160,8 @@ def test_best_feasible_model_is_registered_as_candidate(swept):
     assert client(cwd).get_logged_model(model_id).name == f"segmenter-{combination}"
     run_name = f"t{best.number + 1:03d}-{combination}"
     assert f"From run `{run_name}` ({version.run_id})" in version.description
+    digest = client(cwd).get_run(version.run_id).data.tags["data_digest"]
+    assert f"data digest {digest}" in version.description
     assert "cluster/silhouette" in version.description
     model = client(cwd).get_registered_model("customer-segmentation")
     assert "**Input**" in model.description and "segment_name" in model.description

@@ -151,7 +151,7 @@ def _tracked(
     from src.tracking.runs import configure, tracked_run
 
     configure(OmegaConf.create(setup.tracking))
-    tags = {"trial": str(trial.number), "study": study.study_name}
+    tags = {"trial": str(trial.number), "study": study.study_name, "data_digest": setup.data.digest}
     name = trial_run_name(trial.number, picked)
     with tracked_run(
         picked, "trial", parent_run_id=setup.parent_run_id, tags=tags, name=name
