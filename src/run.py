@@ -45,7 +45,7 @@ def execute(cfg: DictConfig, picked: Mapping[str, str], started: datetime) -> Ru
         run.start({"data_digest": data.digest})
         result = run_pipeline(cfg, data)
         run_id = run.check()  # the run exists before any output is written
-        record = run_record(cfg, data, result, out_dir=None)
+        record = run_record(cfg, picked, data, result, out_dir=None)
         run.log(record)  # params, dataset and model are logged while the plots are drawn
         out_dir = run_folder(root, started, run_id)
         write_run_outputs(out_dir, data, result, config_yaml)

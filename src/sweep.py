@@ -423,7 +423,11 @@ def _log_parent_start(cfg: DictConfig, data: Any) -> None:
 
     mlflow.set_tag("data_digest", data.digest)
     settings = OmegaConf.to_container(cfg.sweep, resolve=True)
-    mlflow.log_params(flatten({"sweep": settings, "data": OmegaConf.to_container(cfg.data)}))
+    # The sweep's settings; `objective` and `data_digest` under the trials' names (one column).
+    objective = ",".join(objective_metrics(settings))
+    mlflow.log_params(
+        flatten({"sweep": settings}) | {"objective": objective, "data_digest": data.digest}
+    )
     mlflow.log_metrics(data.metrics())
     log_plots(exploratory_figures(cfg, data))
 
@@ -431,7 +435,7 @@ def _log_parent_start(cfg: DictConfig, data: Any) -> None:
 def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequence[str]) -> None:
     import mlflow
 
-    from src.tracking.runs import log_plots
+    from src.tracking.runs import carry_best_trial, log_plots
 
     result = outcome(study)
     mlflow.log_metrics(
@@ -443,12 +447,17 @@ def _log_parent_end(study: optuna.Study, board: pd.DataFrame, objectives: Sequen
     )
     best = best_feasible(study)
     if best is not None:
-        mlflow.log_metrics({f"best/{m}": v for m, v in zip(objectives, best.values, strict=True)})
         # Tags, not params: the study's run is resumed by later sweeps, whose best may differ.
         mlflow.set_tags(
             {f"best.{k}": str(v) for k, v in best.params.items()}
-            | {"best_trial": str(best.number), "best_combination": best.user_attrs["combination"]}
+            | {"best_combination": best.user_attrs["combination"]}
         )
+        description = (
+            f"Sweep '{study.study_name}': {result.completed} trials completed, "
+            f"{result.infeasible} infeasible, {result.failed} failed; objective "
+            f"{', '.join(objectives)}."
+        )
+        carry_best_trial(study.study_name, best.user_attrs["mlflow_run_id"], description)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "leaderboard.csv"
         write_csv(board, path)

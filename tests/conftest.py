@@ -102,6 +102,8 @@ def train_and_register(tmp: Path, make_cfg, seed: int = 3) -> tuple[str, Path]:
         mlflow.set_experiment("tests")
         with mlflow.start_run():
             mlflow.log_metrics(result.metrics)
-            model_uri = log_segmenter(result.segmenter, data.example)
+            model_uri = log_segmenter(
+                result.segmenter, data.example, "segmenter-pca-kmeans-xgboost"
+            )
         mlflow.register_model(model_uri, MODEL_NAME)
     return uri, export

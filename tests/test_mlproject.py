@@ -92,7 +92,9 @@ def test_mlflow_run_main_records_a_run(tmp_path):
     assert (run.data.tags["reducer"], run.data.tags["clusterer"], run.data.tags["classifier"]) == (
         "pca", "kmeans", "xgboost"
     )  # fmt: skip
-    assert run.data.params["data.path"] == str(export)
+    (dataset,) = run.inputs.dataset_inputs  # the export it read (a param only as data_digest)
+    assert str(export) in dataset.dataset.source
+    assert run.data.params["data_digest"] == run.data.tags["data_digest"]
     assert 0.0 < run.data.metrics["cluster/silhouette"] <= 1.0
     assert run.data.metrics["data/customers"] == 300
     models = client.search_logged_models([run.info.experiment_id])

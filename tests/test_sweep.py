@@ -71,6 +71,7 @@ def test_trials_are_nested_under_one_sweep_run(swept):
     cwd, done = swept
     mlflow_client = client(cwd)
     experiment = mlflow_client.get_experiment_by_name("customer-segmentation")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = mlflow_client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if r.data.tags["run_kind"] == "sweep"]
     trials = [r for r in runs if r.data.tags["run_kind"] == "trial"]
@@ -78,12 +79,29 @@ def test_trials_are_nested_under_one_sweep_run(swept):
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
     assert sorted(int(r.data.tags["trial"]) for r in trials) == [0, 1, 2, 3]
     for run in trials:
-        assert run.info.run_name == "-".join(
-            run.data.tags[g] for g in ("reducer", "clusterer", "classifier")
-        )
+        combination = "-".join(run.data.tags[g] for g in ("reducer", "clusterer", "classifier"))
+        assert run.info.run_name == f"t{int(run.data.tags['trial']) + 1:03d}-{combination}"
         assert "cluster/silhouette" in run.data.metrics
+        assert not [m for m in run.data.metrics if m.startswith("trial/")]  # no duplicates
         assert run.data.metrics["time/tracking_s"] > 0
-        assert run.data.params["classifier._target_"] == "sklearn.neighbors.KNeighborsClassifier"
+        assert run.data.params["classifier"] == "knn"
+        assert run.data.params["objective"] == "cluster/silhouette"
+        assert run.data.tags["data_digest"] == parent.data.tags["data_digest"]
+        assert "classifier.n_neighbors" in run.data.params
+        assert "classifier._target_" not in run.data.params  # the name says it
+        assert not [p for p in run.data.params if p.startswith(("clean.", "tracking.", "data."))]
+        assert "segments of" in run.data.tags["mlflow.note.content"]
+    (best,) = [r for r in trials if r.data.tags.get("best") == "true"]
+    assert parent.data.tags["best_trial"] == best.info.run_name
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert best.info.run_id in parent.data.tags["mlflow.note.content"]
+    for name in ("cluster/silhouette", "classifier/f1_macro"):
+        assert parent.data.metrics[name] == best.data.metrics[name]
+    assert not [m for m in parent.data.metrics if m.startswith("best/")]
+    assert parent.info.run_name == "test"  # the study's name
+    assert parent.data.params["objective"] == "cluster/silhouette"
+    assert parent.data.params["data_digest"] == parent.data.tags["data_digest"]
+    assert not [p for p in parent.data.params if p.startswith("data.")]  # in config.yaml
     artifacts = {a.path for a in mlflow_client.list_artifacts(parent.info.run_id)}
     assert "leaderboard.csv" in artifacts
     plots = {Path(a.path).name for a in mlflow_client.list_artifacts(parent.info.run_id, "plots")}
@@ -91,7 +109,6 @@ def test_trials_are_nested_under_one_sweep_run(swept):
     assert {"eda_cleaning_waterfall.png", "eda_rfm_distributions.png"} <= plots
     assert parent.data.tags["data_digest"]
     assert parent.data.metrics["sweep/trials_completed"] == 4
-    assert "best/cluster/silhouette" in parent.data.metrics
     assert "4 trial(s) completed" in done.stdout
     # Progress on stderr (a log here, so one plain line per trial), trials counted from 1
     progress = [line for line in done.stderr.splitlines() if re.match(r"trial \d+/", line)]
@@ -142,6 +159,16 @@ def test_best_feasible_model_is_registered_as_candidate(swept):
     assert version.tags["run_id"] == best.user_attrs["mlflow_run_id"]
     assert version.tags["objective"] == "cluster/silhouette"
     assert float(version.tags["objective_value"]) == pytest.approx(best.value, rel=1e-5)
+    combination = best.user_attrs["combination"]
+    model_id = best.user_attrs["model_uri"].removeprefix("models:/")
+    assert client(cwd).get_logged_model(model_id).name == f"segmenter-{combination}"
+    run_name = f"t{best.number + 1:03d}-{combination}"
+    assert f"From run `{run_name}` ({version.run_id})" in version.description
+    digest = client(cwd).get_run(version.run_id).data.tags["data_digest"]
+    assert f"data digest {digest}" in version.description
+    assert "cluster/silhouette" in version.description
+    model = client(cwd).get_registered_model("customer-segmentation")
+    assert "**Input**" in model.description and "segment_name" in model.description
     assert (
         client(cwd).get_model_version_by_alias("customer-segmentation", "candidate").version
         == version.version

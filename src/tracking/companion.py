@@ -178,6 +178,9 @@ def _log_until_done(connection: Connection, run_id: str, mlflow: Any, runs: Any)
             version = None
             if register_as and model_uri:
                 version = mlflow.register_model(model_uri, register_as).version
+                from src.tracking.registry import describe
+
+                describe(mlflow.MlflowClient(), register_as, str(version))
             seconds += time.perf_counter() - start
             mlflow.log_metric("time/tracking_s", round(seconds, 4))  # the companion's logging
             mlflow.end_run()

@@ -25,7 +25,6 @@ from src.data.schema import REQUIRED
 from src.errors import UserError
 from src.models.segmenter import Segmenter
 
-MODEL_NAME_IN_RUN = "model"
 SRC_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -101,14 +100,14 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in RUNTIME_PACKAGES]
 
 
-def log_segmenter(segmenter: Segmenter, input_example: pd.DataFrame) -> str:
-    """Log the segmenter to the active run; returns the model URI."""
+def log_segmenter(segmenter: Segmenter, input_example: pd.DataFrame, name: str) -> str:
+    """Log the segmenter to the active run as the model `name`; returns the model URI."""
     # MLflow warns on every log that a Python object is serialised with cloudpickle; the
     # segmenter is our own frozen dataclass of scikit-learn objects, loaded with the code logged
     # alongside it (code_paths), so the warning is noise for our users.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     info = mlflow.pyfunc.log_model(
-        name=MODEL_NAME_IN_RUN,
+        name=name,
         python_model=SegmenterModel(segmenter),
         code_paths=[str(SRC_DIR)],
         signature=signature_for(segmenter),

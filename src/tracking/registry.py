@@ -3,6 +3,7 @@ aliases (MLflow 3 aliases, never the deprecated stages)."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 from collections.abc import Mapping
@@ -53,8 +54,48 @@ def _register(
         if twins and twins[0].version != version.version:
             client.delete_model_version(model_name, version.version)
             version = twins[0]
+        else:  # described once: a promotion appends to the description later
+            describe(client, model_name, str(version.version))
     client.set_registered_model_alias(model_name, CANDIDATE, version.version)
     return version
+
+
+MODEL_DESCRIPTION = (
+    "Assigns an online store's customers to marketing segments. It computes each customer's "
+    "recency, frequency and monetary value (RFM) from their sale lines and a trained classifier "
+    "assigns the segment found by the clustering it was trained on.\n\n"
+    "**Input**: a transactions table in the training export's schema (one row per sale line; "
+    "the columns are in the signature). Params: `snapshot_date` (ISO date recency is measured "
+    "to, default the day after the last line), `columns` (JSON role -> column for other "
+    "headers).\n\n"
+    "**Output**: one row per customer: `customer_id`, `segment_id`, `segment_name`."
+)
+VERSION_METRICS = (
+    "cluster/silhouette",
+    "cluster/n_clusters",
+    "classifier/accuracy",
+    "classifier/f1_macro",
+    "data/customers",
+)
+
+
+def describe(client: MlflowClient, name: str, version: str) -> None:
+    """Describe the registered model (what it does, input, output; a description a person wrote
+    is kept) and the version: its source run, the data and the run's headline metrics."""
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=MODEL_DESCRIPTION)
+    held = client.get_model_version(name, version)
+    if not held.run_id:
+        return
+    run = client.get_run(held.run_id)
+    metrics = ", ".join(
+        f"{m} {run.data.metrics[m]:.4g}" for m in VERSION_METRICS if m in run.data.metrics
+    )
+    text = (
+        f"From run `{run.info.run_name}` ({held.run_id}); data digest "
+        f"{run.data.tags.get('data_digest', 'unknown')}.\n\n{metrics}."
+    )
+    client.update_model_version(name, version, description=text)
 
 
 def _versions_with(client: MlflowClient, name: str, key: Mapping[str, str]) -> list[ModelVersion]:
@@ -250,7 +291,8 @@ def _tag_promotion(
     now: datetime | None,
 ) -> None:
     stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
-    tags = {"promoted_at": stamp, "promoted_from": previous or "none"}
+    who = _user()
+    tags = {"promoted_at": stamp, "promoted_from": previous or "none", "promoted_by": who}
     if reason:
         tags["promotion_reason"] = reason
     if forced:
@@ -261,6 +303,20 @@ def _tag_promotion(
     held = client.get_model_version(name, version).tags
     for key in stale & held.keys():  # from an earlier promotion of the same version
         client.delete_model_version_tag(name, version, key)
+    line = (
+        f"Promoted to production {stamp} by {who} (from version {previous or 'none'})"
+        + (", forced" if forced else "")
+        + (f": {reason}" if reason else "")
+    )
+    before = client.get_model_version(name, version).description or ""
+    client.update_model_version(name, version, description=f"{before}\n\n{line}".strip())
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return "unknown"
 
 
 def _utc(millis: int | None) -> str:

@@ -38,6 +38,11 @@ MAX_PARAM_LENGTH = 6000
 
 
 ARTIFACTS_BESIDE_SQLITE = "mlartifacts"  # a SQLite store's artifacts: <its folder>/mlartifacts
+# MLflow 3's UI opens an experiment by its kind: without this tag it guesses GenAI (traces) and
+# hides the runs under "Model training"; with it the experiment opens on its runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows on a run or model
 
 
 def configure(tracking: DictConfig) -> None:
@@ -63,7 +68,9 @@ def _configure(uri: str, experiment: str) -> None:
         # MLflow's default would be ./mlruns of whatever folder the command runs in.
         artifacts = database.resolve().parent / ARTIFACTS_BESIDE_SQLITE
         MlflowClient().create_experiment(experiment, artifact_location=artifacts.as_uri())
-    mlflow.set_experiment(experiment)
+    found = mlflow.set_experiment(experiment)
+    if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        MlflowClient().set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 @functools.cache  # a sweep's trials would otherwise start two git processes each
@@ -99,6 +106,22 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = mask_secrets(str(value))[:MAX_PARAM_LENGTH]
     return flat
+
+
+def run_params(
+    cfg: DictConfig, picked: Mapping[str, str], digest: str, objective: str | None = None
+) -> dict[str, str]:
+    """What differs between runs, as params (the runs table compares them): the option names,
+    each chosen option's own settings (`_target_` is the name's class), the seed, the data's
+    digest and, for a trial, its objective. Everything else is in the run's config.yaml."""
+    options = {
+        group: {k: v for k, v in OmegaConf.to_container(cfg[group], resolve=True).items()
+                if k != "_target_"}
+        for group in GROUPS
+    }  # fmt: skip
+    names = {group: picked[group] for group in GROUPS}
+    extra = {"objective": objective} if objective else {}
+    return names | flatten(options) | {"seed": str(cfg.seed), "data_digest": digest} | extra
 
 
 def run_name(picked: Mapping[str, str]) -> str:
@@ -155,6 +178,7 @@ class RunRecord:
 
     params: dict[str, str]
     metrics: dict[str, float]
+    description: str  # the run's note: segments and their sizes, headline metrics, data
     source: str
     digest: str
     transactions_sample: pd.DataFrame  # for the dataset's schema
@@ -166,17 +190,19 @@ class RunRecord:
 
 def run_record(
     cfg: DictConfig,
+    picked: Mapping[str, str],
     data: PreparedData,
     result: RunResult,
     out_dir: Path | None,
     with_model: bool = True,
+    objective: str | None = None,
 ) -> RunRecord:
-    """The record of a finished pipeline run. Sweep settings and search spaces are not run params."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved = {k: v for k, v in resolved.items() if k not in ("sweep", "search")}
+    """The record of a finished pipeline run (`objective`: a sweep trial's)."""
+    metrics = data.metrics() | result.metrics
     return RunRecord(
-        params=flatten(resolved),
-        metrics=data.metrics() | result.metrics,
+        params=run_params(cfg, picked, data.digest, objective),
+        metrics=metrics,
+        description=describe_run(data, result.profile, metrics),
         source=str(data.source),
         digest=data.digest,
         transactions_sample=data.transactions.head(SCHEMA_SAMPLE_ROWS),
@@ -191,13 +217,44 @@ def log_record(record: RunRecord) -> str | None:
     """Log params, dataset, metrics, artifacts and the model (if any) to the active run; returns
     the model URI."""
     mlflow.log_params(record.params)
+    mlflow.set_tag(NOTE_TAG, record.description)
     log_dataset(record)
     mlflow.log_metrics(record.metrics)
     if record.out_dir is not None:
         log_outputs(record.out_dir, {})
     if record.segmenter is None:
         return None
-    return log_segmenter(record.segmenter, record.example)
+    return log_segmenter(record.segmenter, record.example, model_name(record.params))
+
+
+def model_name(params: Mapping[str, str]) -> str:
+    """A logged model's name says what it is: `segmenter-pca-kmeans-xgboost`."""
+    return "segmenter-" + run_name(params)
+
+
+HEADLINE_METRICS = (
+    "cluster/silhouette",
+    "cluster/davies_bouldin",
+    "classifier/accuracy",
+    "classifier/f1_macro",
+)
+
+
+def describe_run(data: PreparedData, profile: pd.DataFrame, metrics: Mapping[str, float]) -> str:
+    """The run's description (Markdown, shown in MLflow's run page): the segments with their
+    sizes, the headline metrics and the data they were measured on."""
+    segments = "\n".join(
+        f"| {row.segment_id} | {row.segment_name} | {int(row.size):,} | {row.customer_share:.1%} |"
+        for row in profile.itertuples()
+    )
+    headline = ", ".join(f"{m} {metrics[m]:.4g}" for m in HEADLINE_METRICS if m in metrics)
+    return (
+        f"{len(profile)} segments of {len(data.rfm):,} customers.\n\n"
+        "| segment | name | customers | share |\n|---|---|---|---|\n"
+        f"{segments}\n\n{headline}.\n\n"
+        f"Data: {Path(str(data.source)).name} (digest {data.digest}), "
+        f"{data.rows_raw:,} lines read, {len(data.transactions):,} kept."
+    )
 
 
 def log_outputs(out_dir: str, metrics: Mapping[str, float]) -> None:
@@ -258,3 +315,29 @@ def _dataset(record: RunRecord) -> Dataset:
         profile=json.dumps({"num_rows": rows, "num_elements": rows * columns}),
     )
     return _datasets[key]
+
+
+BEST_TAG = "best"
+
+
+def carry_best_trial(study_name: str, best_run_id: str, description: str) -> None:
+    """Show a sweep's answer on its (active) parent run and on its trials: the parent gets the
+    best trial's metrics under the trials' own names (one column compares parent and trials;
+    timings stay the trial's), tags `best_trial` (its run name) and `best_run_id`, and a
+    description linking to it; that trial is tagged best=true and a previous best of the same
+    study best=false."""
+    client = MlflowClient()
+    parent = mlflow.active_run()
+    best = client.get_run(best_run_id)
+    mlflow.log_metrics({k: v for k, v in best.data.metrics.items() if not k.startswith("time/")})
+    mlflow.set_tags({"best_trial": best.info.run_name, "best_run_id": best_run_id})
+    link = f"[{best.info.run_name}](#/experiments/{best.info.experiment_id}/runs/{best_run_id})"
+    mlflow.set_tag(NOTE_TAG, f"{description}\n\nBest trial: {link}.")
+    previous = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.study = '{study_name}' and tags.run_kind = 'trial' and tags.{BEST_TAG} = 'true'",
+    )
+    for run in previous:
+        if run.info.run_id != best_run_id:
+            client.set_tag(run.info.run_id, BEST_TAG, "false")
+    client.set_tag(best_run_id, BEST_TAG, "true")

@@ -134,7 +134,7 @@ def run_trial(
         checks = constraint_checks(result.metrics, result.profile, setup.constraints)
         _record(trial, result, checks)
         if run is not None:
-            contender = _log(setup, cfg, result, study, trial, values, checks)
+            contender = _log(setup, cfg, suggestion.picked, result, study, trial, values, checks)
             if contender and setup.trial_plots == "best" and ranks_first(study, trial, values):
                 best_plots.keep(trial.number, run.info.run_id, result)
     return values
@@ -151,10 +151,21 @@ def _tracked(
     from src.tracking.runs import configure, tracked_run
 
     configure(OmegaConf.create(setup.tracking))
-    tags = {"trial": str(trial.number), "study": study.study_name}
-    with tracked_run(picked, "trial", parent_run_id=setup.parent_run_id, tags=tags) as run:
+    tags = {"trial": str(trial.number), "study": study.study_name, "data_digest": setup.data.digest}
+    name = trial_run_name(trial.number, picked)
+    with tracked_run(
+        picked, "trial", parent_run_id=setup.parent_run_id, tags=tags, name=name
+    ) as run:
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         yield run
+
+
+def trial_run_name(number: int, picked: dict[str, str]) -> str:
+    """`t007-pca-kmeans-xgboost` for Optuna's trial 6: 1-based, as the console counts trials,
+    zero-padded so the runs table sorts them in order."""
+    from src.tracking.runs import run_name
+
+    return f"t{number + 1:03d}-{run_name(picked)}"
 
 
 def end_orphan_runs(setup: TrialSetup, study: optuna.Study) -> int:
@@ -197,6 +208,7 @@ def _record(trial: optuna.Trial, result: RunResult, checks: dict[str, float]) ->
 def _log(
     setup: TrialSetup,
     cfg: DictConfig,
+    picked: dict[str, str],
     result: RunResult,
     study: optuna.Study,
     trial: optuna.Trial,
@@ -213,13 +225,15 @@ def _log(
     feasible = all(v <= 0 for v in checks.values())
     contender = feasible and could_be_best(study, trial, values)
     mlflow.set_tags({"feasible": str(feasible), "violations": describe_violations(checks)})
-    mlflow.log_metrics({f"trial/objective_{i}": v for i, v in enumerate(values)})
     with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
         out_dir = write_run_outputs(
             Path(tmp) / "results", setup.data, result, OmegaConf.to_yaml(cfg, resolve=True),
             with_plots=setup.trial_plots == "all",
         )  # fmt: skip
-        model_uri = log_record(run_record(cfg, setup.data, result, out_dir, with_model=contender))
+        record = run_record(
+            cfg, picked, setup.data, result, out_dir, contender, ",".join(setup.objectives)
+        )
+        model_uri = log_record(record)
     if model_uri:
         trial.set_user_attr("model_uri", model_uri)
     # What tracking costs this trial (outputs, params, dataset, metrics, artifacts, the model;

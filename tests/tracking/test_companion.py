@@ -47,6 +47,7 @@ def record(tmp_path) -> RunRecord:
     return RunRecord(
         params={"clusterer.n_clusters": "5"},
         metrics={"cluster/silhouette": 0.5},
+        description="3 segments of 10 customers.",
         source=str(tmp_path / "export.json"),
         digest="abc123",
         transactions_sample=sample,
@@ -72,6 +73,7 @@ def test_a_finished_run_is_fully_logged_then_ended(tracking, tmp_path):
     assert logged_run.data.tags["run_kind"] == "single"
     assert logged_run.data.tags["data_digest"] == "abc123"
     assert logged_run.data.params["clusterer.n_clusters"] == "5"
+    assert logged_run.data.tags["mlflow.note.content"] == "3 segments of 10 customers."
     assert logged_run.data.metrics["cluster/silhouette"] == 0.5
     assert logged_run.data.metrics["time/plots_s"] == 1.5
     assert logged_run.data.metrics["time/tracking_s"] >= 0

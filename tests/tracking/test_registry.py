@@ -67,6 +67,24 @@ def test_register_candidate_tags_moves_the_alias_and_registers_an_answer_once(cl
     assert client.get_registered_model(client.name).aliases == {registry.CANDIDATE: 2}
 
 
+def test_register_candidate_describes_the_model_and_the_version(client, model_uri):
+    client.log_metric(_run_id(client, model_uri), "cluster/silhouette", 0.4321)
+    version = register(client, model_uri, 0)
+    model = client.get_registered_model(client.name)
+    assert model.description == registry.MODEL_DESCRIPTION
+    described = client.get_model_version(client.name, version.version).description
+    assert f"({version.run_id})" in described
+    assert "cluster/silhouette 0.4321" in described
+    # a description a person wrote on the model is kept
+    client.update_registered_model(client.name, description="ours")
+    register(client, model_uri, 1)
+    assert client.get_registered_model(client.name).description == "ours"
+
+
+def _run_id(client: MlflowClient, model_uri: str) -> str:
+    return client.get_logged_model(model_uri.removeprefix("models:/")).source_run_id
+
+
 def test_version_table_lists_newest_first_with_aliases(client, model_uri):
     register(client, model_uri, 0, combination="pca-kmeans-xgboost", f1_macro="0.97")
     register(client, model_uri, 1, combination="none-gmm-xgboost")
@@ -93,6 +111,14 @@ def test_move_production_keeps_a_history_and_tags_the_version(client, model_uri)
     assert tags["promoted_at"] == "2026-01-02T03:04:05+00:00"
     assert tags["promoted_from"] == "1"
     assert tags["promotion_reason"] == "better"
+    assert tags["promoted_by"]
+    described = client.get_model_version(client.name, "3").description
+    assert described.endswith(
+        f"Promoted to production 2026-01-02T03:04:05+00:00 by {tags['promoted_by']} "
+        "(from version 1): better"
+    )
+    register(client, model_uri, 2)  # the same answer again (a resumed sweep): the record stays
+    assert client.get_model_version(client.name, "3").description == described
     # promoted again later without a reason: the old reason does not linger
     registry.move_production(client, client.name, "2", now=when)
     registry.move_production(client, client.name, "3", now=when)
