@@ -177,8 +177,9 @@ def _log_until_done(connection: Connection, run_id: str, mlflow: Any, runs: Any)
             runs.log_outputs(out_dir, metrics)
             version = None
             if register_as and model_uri:
-                version = mlflow.register_model(model_uri, register_as).version
-                from src.tracking.registry import describe
+                from src.tracking.registry import describe, register_version
+
+                version = register_version(model_uri, register_as).version
 
                 describe(mlflow.MlflowClient(), register_as, str(version))
             seconds += time.perf_counter() - start

@@ -3,7 +3,9 @@ aliases (MLflow 3 aliases, never the deprecated stages)."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import io
 import json
 import logging
 from collections.abc import Mapping
@@ -40,6 +42,15 @@ def register_candidate(
     return retry(lambda: _register(model_uri, model_name, tags, once_key), "registering the model")
 
 
+def register_version(
+    model_uri: str, model_name: str, tags: Mapping[str, str] | None = None
+) -> ModelVersion:
+    """A new version of `model_name`. MLflow prints "Successfully registered model" and "Created
+    version" on stderr itself; our commands say which version they registered, once."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        return mlflow.register_model(model_uri, model_name, tags=tags)
+
+
 def _register(
     model_uri: str, model_name: str, tags: Mapping[str, str], once_key: Mapping[str, str]
 ) -> ModelVersion:
@@ -49,7 +60,7 @@ def _register(
         version = existing[0]
         log.info("%s version %s already holds this answer", model_name, version.version)
     else:
-        version = mlflow.register_model(model_uri, model_name, tags=dict(tags) | dict(once_key))
+        version = register_version(model_uri, model_name, dict(tags) | dict(once_key))
         twins = _versions_with(client, model_name, once_key)
         if twins and twins[0].version != version.version:
             client.delete_model_version(model_name, version.version)
