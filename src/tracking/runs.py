@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
 
@@ -70,7 +71,18 @@ def _configure(uri: str, experiment: str) -> None:
         MlflowClient().create_experiment(experiment, artifact_location=artifacts.as_uri())
     found = mlflow.set_experiment(experiment)
     if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-        MlflowClient().set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        _tag_experiment_kind(found.experiment_id)
+
+
+def _tag_experiment_kind(experiment_id: str) -> None:
+    """Set the experiment's kind. Workers starting together on a tracking server (which has no
+    store lock) may both set it: the server refuses the second insert, and the tag is there."""
+    client = MlflowClient()
+    try:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    except MlflowException:
+        if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            raise
 
 
 @functools.cache  # a sweep's trials would otherwise start two git processes each

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import mlflow
+import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 
 from src.tracking import runs
@@ -19,6 +21,29 @@ def test_configure_marks_new_and_found_experiments_as_model_development(tmp_path
         runs.configure(OmegaConf.create({"uri": uri, "experiment": name}))
         tags = MlflowClient().get_experiment_by_name(name).tags
         assert tags[runs.EXPERIMENT_KIND_TAG] == "custom_model_development"
+
+
+def test_a_worker_that_loses_the_race_to_tag_the_experiment_goes_on(tmp_path, monkeypatch):
+    # A tracking server refuses the second insert of the tag (UniqueViolation) when two workers
+    # start together; the tag is there, so the loser goes on. Refused for another reason: raised.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = MlflowClient().create_experiment("raced")
+    original = MlflowClient.set_experiment_tag
+
+    def other_worker_won(self, *args):
+        original(self, *args)
+        raise MlflowException("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", other_worker_won)
+    runs._tag_experiment_kind(experiment_id)
+
+    def refused(self, *args):
+        raise MlflowException("permission denied")
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", refused)
+    other = MlflowClient().create_experiment("refused")
+    with pytest.raises(MlflowException, match="permission denied"):
+        runs._tag_experiment_kind(other)
 
 
 def test_carry_best_trial_moves_the_best_tag_and_copies_metrics(tmp_path, monkeypatch):
