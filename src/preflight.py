@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.data.clean import resolve_rules
 from src.data.load import (
     LoadSettings,
+    decode_export,
     detect_format,
     require_excel_engine,
     sniff_delimiter,
@@ -121,12 +122,11 @@ def check_export(data: DictConfig) -> None:
     if kind == "excel":  # a workbook is read whole; its columns are checked when it is loaded
         require_excel_engine(path)
         return
-    head = export_head(path, kind)
-    if head is None:
-        return
-    with _quiet("src.data.load"):  # the loader says what it maps when it reads the whole file
-        # a few bad values in the head say nothing of the whole file
-        to_canonical(head, replace(settings, max_bad_share=1.0), str(path))
+    # The loader says what it decides (encoding, mapping) when it reads the whole file.
+    with _quiet("src.data.load"):
+        head = export_head(path, kind)
+        if head is not None:  # a few bad values in the head say nothing of the whole file
+            to_canonical(head, replace(settings, max_bad_share=1.0), str(path))
 
 
 def export_head(path: Path, kind: str) -> pd.DataFrame | None:
@@ -143,7 +143,7 @@ def export_head(path: Path, kind: str) -> pd.DataFrame | None:
         return None
     if len(data) > HEAD_BYTES:  # only whole lines
         data = data[: data.rfind(b"\n") + 1]
-    text = _text(data)
+    text = _text(data, path)
     if text is None or not text.strip():
         return None
     if kind == "csv":
@@ -179,13 +179,13 @@ def _parquet_head(handle: object) -> pd.DataFrame | None:
         return None
 
 
-def _text(data: bytes) -> str | None:
-    for encoding in ("utf-8-sig", "cp1251"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return None
+def _text(data: bytes, path: Path) -> str | None:
+    """The head's text, decoded by the loader's rule for the whole file; None when that rule
+    refuses it (the loader says why for the whole file) or the cut split a UTF-16 character."""
+    try:
+        return decode_export(data, path)[0]
+    except (UserError, UnicodeDecodeError):
+        return None
 
 
 def _json_records(text: str, kind: str) -> list[object] | None:

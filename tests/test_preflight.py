@@ -109,3 +109,14 @@ def test_an_outputs_dir_that_cannot_be_a_folder_is_refused(tmp_path, make_cfg):
     with pytest.raises(UserError, match=r"outputs_dir=.*file/outputs: .*file is not a directory"):
         check_run(make_cfg(f"outputs_dir={tmp_path / 'file' / 'outputs'}"))
     check_run(make_cfg(f"outputs_dir={tmp_path / 'new' / 'outputs'}"))  # created by the run
+
+
+def test_the_head_is_decoded_by_the_loaders_rule(tmp_path, make_cfg):
+    # UTF-16 (with its BOM) is an encoding the loader reads; the head used to be read as cp1251
+    # and its garbled header refused as missing columns.
+    path = tmp_path / "export.csv"
+    path.write_bytes("CustomerID,date,sum\n1001,2025-03-05,100\n".encode("utf-16"))
+    check_export(make_cfg(f"data.path={path}").data)
+    path.write_bytes("CustomerID,date,betrag\n1001,2025-03-05,100\n".encode("utf-16"))
+    with pytest.raises(UserError, match=r"no column found for amount"):
+        check_export(make_cfg(f"data.path={path}").data)

@@ -230,7 +230,7 @@ def read_export(path: str | Path, fmt: str = "auto", sheet: Any = None) -> pd.Da
     return frame
 
 
-def _decode(data: bytes, path: Path) -> tuple[str, str]:
+def decode_export(data: bytes, path: Path) -> tuple[str, str]:
     """The file's text and its encoding, decided for the whole file, never mixed.
 
     UTF-16 with a BOM; UTF-8 (``utf-8-sig`` with a BOM) when every byte decodes; else Windows-1251
@@ -299,7 +299,7 @@ def _records_frame(records: object, path: Path, what: str) -> pd.DataFrame:
 
 def _read_json(data: bytes, path: Path) -> pd.DataFrame:
     # json.loads + DataFrame(dtype=object) measured ~2.5x faster than pd.read_json on 1M records.
-    text, encoding = _decode(data, path)
+    text, encoding = decode_export(data, path)
     if not text or text.isspace():
         raise UserError(f"{path}: empty file (only whitespace)")
     try:
@@ -321,7 +321,7 @@ def _read_json(data: bytes, path: Path) -> pd.DataFrame:
 
 
 def _read_jsonl(data: bytes, path: Path) -> pd.DataFrame:
-    text, encoding = _decode(data, path)
+    text, encoding = decode_export(data, path)
     body = text.strip()
     if not body:
         raise UserError(f"{path}: empty file (only whitespace)")
@@ -354,7 +354,7 @@ def sniff_delimiter(header: str) -> str:
 
 
 def _read_csv(data: bytes, path: Path) -> pd.DataFrame:
-    text, encoding = _decode(data, path)
+    text, encoding = decode_export(data, path)
     stripped = text.lstrip()
     if not stripped:
         raise UserError(f"{path}: empty file (only whitespace)")
