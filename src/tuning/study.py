@@ -322,40 +322,55 @@ def work(
     current trial and stops."""
     duplicates = 0
     while True:
-        with lock(), _own_heartbeat():
-            stale = fail_stale(study)
-            if len(started_trials(study)) >= budget:
-                trial = None
-            else:
-                trial = study.ask()
-                # Before anything else: a worker killed from here on leaves a trial that goes
-                # stale, not one RUNNING for ever (a trial without any heartbeat never does).
-                storage.record_heartbeat(trial._trial_id)
-                trial.set_user_attr("worker", worker_identity())
-                propose(trial)
-                twin = evaluated_twin(study, trial)
-                if twin is not None:
-                    trial.set_user_attr("duplicate_of", twin.number)
-                    study.tell(trial, state=TrialState.PRUNED)
-        if stale and on_stale is not None:
-            on_stale(stale)
-        if trial is None:
-            return
-        if twin is not None:
-            duplicates += 1
-            if duplicates >= MAX_DUPLICATES_IN_A_ROW:
-                print(
-                    f"{duplicates} sampled parameter sets in a row were evaluated already: the "
-                    "search space looks exhausted; this worker stops",
-                    flush=True,
-                )
+        trial = None
+        try:
+            with lock(), _own_heartbeat():
+                stale = fail_stale(study)
+                if len(started_trials(study)) < budget:
+                    trial = study.ask()
+                    # Before anything else: a worker killed from here on leaves a trial that goes
+                    # stale, not one RUNNING for ever (a trial without any heartbeat never does).
+                    storage.record_heartbeat(trial._trial_id)
+                    trial.set_user_attr("worker", worker_identity())
+                    propose(trial)
+                    twin = evaluated_twin(study, trial)
+                    if twin is not None:
+                        trial.set_user_attr("duplicate_of", twin.number)
+                        study.tell(trial, state=TrialState.PRUNED)
+            if stale and on_stale is not None:
+                on_stale(stale)
+            if trial is None:
                 return
-            continue
-        duplicates = 0
-        with heartbeat(storage, trial, heartbeat_seconds):
-            frozen = _run_and_tell(study, trial, run_trial)
+            if twin is not None:
+                duplicates += 1
+                if duplicates >= MAX_DUPLICATES_IN_A_ROW:
+                    print(
+                        f"{duplicates} sampled parameter sets in a row were evaluated already: "
+                        "the search space looks exhausted; this worker stops",
+                        flush=True,
+                    )
+                    return
+                continue
+            duplicates = 0
+            with heartbeat(storage, trial, heartbeat_seconds):
+                frozen = _run_and_tell(study, trial, run_trial)
+        except KeyboardInterrupt:
+            # Anywhere from asking for the trial to telling its result (sampling under the lock
+            # included): the trial ends FAIL as interrupted, not RUNNING until it goes stale.
+            if trial is not None:
+                _fail_interrupted(study, storage, trial)
+            raise
         if on_finish is not None:
             on_finish(frozen)
+
+
+def _fail_interrupted(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial) -> None:
+    with _own_heartbeat():
+        if storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            return  # told already (a duplicate, or the result went through)
+        trial.set_user_attr("error", "interrupted (Ctrl-C)")
+        trial.set_user_attr("retryable", True)
+        study.tell(trial, state=TrialState.FAIL)
 
 
 def _run_and_tell(study: optuna.Study, trial: optuna.Trial, run_trial: TrialBody) -> FrozenTrial:
@@ -363,12 +378,6 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, run_trial: TrialBody
     while True:
         try:
             values = run_trial(study, trial)
-        except KeyboardInterrupt:
-            trial.set_user_attr("error", "interrupted (Ctrl-C)")
-            trial.set_user_attr("retryable", True)
-            with _own_heartbeat():
-                study.tell(trial, state=TrialState.FAIL)
-            raise
         except Exception as err:  # a failing trial must not stop the sweep
             transient = is_transient(err)
             if transient and attempt < TRIAL_ATTEMPTS:
