@@ -1,7 +1,8 @@
 """Search spaces declared in config (conf/search/<group>/<option>.yaml) -> Optuna suggestions.
 
-A trial first picks one option per group among those the sweep allows, then samples only that
-option's parameters (conditional sampling). Parameter names carry the option
+A trial first picks one option per group among those the sweep allows (the estimator groups and
+the feature set, `sweep.features`: files of conf/features/), then samples only that option's
+parameters (conditional sampling). Parameter names carry the option
 (`clusterer.gmm.n_components`) so Optuna never mixes two estimators' parameters; the returned
 values use the run config's keys (`clusterer.n_components`).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -18,11 +20,13 @@ from src.errors import UserError
 from src.models.factory import GROUPS
 
 PARAM_TYPES = ("int", "float", "categorical")
+FEATURES = "features"  # the config group of feature sets, swept by `sweep.features`
+FEATURE_SETS_DIR = Path(__file__).resolve().parents[2] / "conf" / FEATURES
 
 
 @dataclass(frozen=True)
 class Suggestion:
-    picked: dict[str, str]  # group -> option, e.g. {"reducer": "pca", ...}
+    picked: dict[str, str]  # group -> option, e.g. {"features": "rfm", "reducer": "pca", ...}
     params: dict[str, Any]  # run config key -> sampled value, e.g. "clusterer.n_components" -> 5
 
 
@@ -41,7 +45,22 @@ def allowed_options(sweep: Mapping[str, Any], search: Mapping[str, Any]) -> dict
                 f"known: {sorted(search[group])} (conf/search/{group}/)"
             )
         allowed[group] = options
+    allowed[FEATURES] = feature_sets(sweep[FEATURES])
     return allowed
+
+
+def feature_sets(options: Sequence[str] | None) -> list[str]:
+    """`sweep.features`, checked against the feature sets in conf/features/."""
+    options = [str(name) for name in options or []]
+    if not options:
+        raise UserError("sweep.features is empty: list at least one feature set, e.g. [rfm]")
+    known = sorted(path.stem for path in FEATURE_SETS_DIR.glob("*.yaml"))
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        raise UserError(
+            f"sweep.features: unknown feature set(s) {unknown}; known: {known} (conf/features/)"
+        )
+    return options
 
 
 def suggest(
@@ -49,9 +68,11 @@ def suggest(
 ) -> Suggestion:
     picked = {group: trial.suggest_categorical(group, list(allowed[group])) for group in GROUPS}
     params: dict[str, Any] = {}
-    for group, option in picked.items():
+    for group in GROUPS:
+        option = picked[group]
         for name, spec in (search[group][option] or {}).items():
             params[f"{group}.{name}"] = _suggest_one(trial, f"{group}.{option}.{name}", spec)
+    picked[FEATURES] = trial.suggest_categorical(FEATURES, list(allowed[FEATURES]))
     return Suggestion(picked, params)
 
 
