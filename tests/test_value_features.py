@@ -91,4 +91,3 @@ def test_features_value_on_such_a_store_is_refused_before_any_run(one_time_buyer
     data = prepare_data(make_cfg(f"data.path={one_time_buyers}", "tracking=none"), False)
     with pytest.raises(UserError, match="features=value"):
         run_pipeline(cfg, data)
-
