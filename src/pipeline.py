@@ -82,10 +82,16 @@ class PreparedData:
     truth: pd.DataFrame | None = None
     # Lifetime value (BG/NBD + Gamma-Gamma) fitted on the same transactions as `rfm`, and each
     # customer's p_alive, expected_purchases, expected_spend and expected_value (index as `rfm`);
-    # None with `value_note` saying why when the store cannot identify the models.
+    # None with `value_error` saying why when the store cannot identify the models.
     value_model: ValueModel | None = None
     value: pd.DataFrame | None = None
-    value_note: str | None = None
+    value_error: str | None = None
+
+    def value_note(self) -> str | None:
+        """The run's note when the profile goes without lifetime value."""
+        if self.value_error is None:
+            return None
+        return f"no lifetime-value columns in the profile: {self.value_error}"
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -171,7 +177,7 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
     with watch.stage("rfm"):
         rfm = compute_rfm(calibration, snapshot=snapshot, extras=tuple(cfg.features.extras))
     with watch.stage("clv"):
-        value_model, value, value_note = _lifetime_value(calibration, snapshot, rfm, cfg)
+        value_model, value, value_error = _lifetime_value(calibration, snapshot, rfm, cfg)
     if holdout_days > 0:
         future = future_value(split.future, rfm.index)
     figures: dict[str, Figure] = {}
@@ -195,7 +201,7 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
         truth=_truth(source),
         value_model=value_model,
         value=value,
-        value_note=value_note,
+        value_error=value_error,
     )
 
 
@@ -212,9 +218,8 @@ def _lifetime_value(
     except UserError as err:
         if needs_value(columns):
             raise UserError(_value_refusal(columns, str(err))) from None
-        note = f"no lifetime-value columns in the profile: {err}"
-        log.warning(note)
-        return None, None, note
+        log.warning("no lifetime-value columns in the profile: %s", err)
+        return None, None, str(err)
     return model, value.reindex(rfm.index), None
 
 
@@ -352,10 +357,10 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
     require_customers(cfg, len(rfm), data.source)
     features = list(check_columns(cfg.features.columns, cfg.features.extras))
     if needs_value(features) and data.value is None:
-        raise UserError(_value_refusal(tuple(features), str(data.value_note)))
+        raise UserError(_value_refusal(tuple(features), str(data.value_error)))
     table = feature_table(rfm, data.value, features)
-    if data.value_note:
-        notes.append(data.value_note)
+    if data.value_error:
+        notes.append(str(data.value_note()))
 
     with watch.stage("transform"):
         transformer = make_transformer(cfg.features.transform, seed=seed)

@@ -12,6 +12,7 @@ from src.evaluation.profile import VALUE_PROFILE_COLUMNS
 from src.features.rfm import default_snapshot
 from src.pipeline import prepare_data, run_pipeline
 from src.tracking.pyfunc import SegmenterModel
+from src.tuning.space import require_value_fit
 from tests.conftest import store_records, write_json
 
 
@@ -75,12 +76,13 @@ def test_a_store_without_repeat_buyers_runs_on_rfm_with_one_note(one_time_buyers
     with caplog.at_level("WARNING", logger="src.pipeline"):
         data = prepare_data(cfg, with_figures=False)
     assert data.value is None and data.value_model is None
-    assert [r.message for r in caplog.records if "lifetime-value" in r.message] == [data.value_note]
-    assert "repeat purchase" in data.value_note
+    logged = [r.getMessage() for r in caplog.records if "lifetime-value" in r.getMessage()]
+    assert logged == [data.value_note()]
+    assert "repeat purchase" in data.value_error
     result = run_pipeline(cfg, data)
     assert not set(VALUE_PROFILE_COLUMNS) & set(result.profile.columns)
     assert not result.profile.isna().any().any()
-    assert data.value_note in result.notes
+    assert data.value_note() in result.notes
 
 
 def test_features_value_on_such_a_store_is_refused_before_any_run(one_time_buyers, make_cfg):
@@ -91,3 +93,6 @@ def test_features_value_on_such_a_store_is_refused_before_any_run(one_time_buyer
     data = prepare_data(make_cfg(f"data.path={one_time_buyers}", "tracking=none"), False)
     with pytest.raises(UserError, match="features=value"):
         run_pipeline(cfg, data)
+    with pytest.raises(UserError, match=r"sweep.features lists value: .*repeat purchase"):
+        require_value_fit(["rfm", "value"], data.value_error)
+    require_value_fit(["rfm"], data.value_error)  # rfm alone needs no fit

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from omegaconf import OmegaConf
 
 from src.errors import UserError
+from src.features.value import needs_value
 from src.models.factory import GROUPS
 
 PARAM_TYPES = ("int", "float", "categorical")
@@ -61,6 +63,21 @@ def feature_sets(options: Sequence[str] | None) -> list[str]:
             f"sweep.features: unknown feature set(s) {unknown}; known: {known} (conf/features/)"
         )
     return options
+
+
+def require_value_fit(feature_sets: Sequence[str], value_error: str | None) -> None:
+    """UserError when a swept feature set needs the lifetime-value models and the data could not
+    fit them (`value_error` says why): every trial picking it would fail."""
+    if value_error is None:
+        return
+    for name in feature_sets:
+        columns = OmegaConf.load(FEATURE_SETS_DIR / f"{name}.yaml").get("columns") or []
+        if needs_value(columns):
+            raise UserError(
+                f"sweep.features lists {name}: features={name} needs the lifetime-value models "
+                f"which this store cannot identify ({value_error}); "
+                f"leave {name} out of sweep.features"
+            )
 
 
 def suggest(
