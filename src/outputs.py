@@ -33,8 +33,8 @@ PLOT_DPI = 110
 # any other float column keeps 4 significant-enough decimals (scores such as silhouette).
 DECIMALS = (
     (re.compile(r"share|fraction"), 4),
-    (re.compile(r"monetary|amount|revenue|spend"), 2),
-    (re.compile(r"recency|frequency"), 2),
+    (re.compile(r"monetary|amount|revenue|spend|expected_value"), 2),
+    (re.compile(r"recency|frequency|purchases"), 2),
 )
 OTHER_DECIMALS = 4
 STALE_PARTIAL_SECONDS = 3600
