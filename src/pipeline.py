@@ -44,6 +44,7 @@ from src.evaluation.validation import (
     split_at_cutoff,
     stability_ari,
     truth_scores,
+    value_tier_top_shares,
 )
 from src.features.rfm import TENURE, compute_rfm, make_transformer
 from src.models.factory import build_estimator, can_label_new_points
@@ -499,14 +500,19 @@ def _holdout_figures(
     money: Currency,
 ) -> dict[str, Figure]:
     table = future.assign(segment=labels, baseline=baseline)
-    groups = {g: f"value tier {g + 1}" for g in np.unique(baseline).tolist()}
+    bounds = np.r_[0.0, value_tier_top_shares(len(names)), 1.0]
+    shares = np.diff(bounds)
+    groups = {
+        g: ("top" if g == 0 else "bottom" if g == len(shares) - 1 else "next") + f" {shares[g]:.0%}"
+        for g in np.unique(baseline).tolist()
+    }
     return {
         "holdout_future_spend": plots.future_spend_by_segment(
             table, "segment", names, "Future spend per segment (hold-out window)", money
         ),
         "holdout_value_rank_future_spend": plots.future_spend_by_segment(
             table, "baseline", groups,
-            "Future spend per value-ranking tier (baseline, same number of groups; 1 = top)",
+            "Future spend per value-ranking tier (baseline with as many groups)",
             money,
         ),
     }  # fmt: skip
