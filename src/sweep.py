@@ -412,10 +412,10 @@ def _check_study_k(study: optuna.Study, k: int | None) -> None:
             study.set_user_attr("k", k)
             return
     if recorded["k"] != k:
+        was, now = ("null" if value is None else value for value in (recorded["k"], k))
         raise UserError(
-            f"sweep.study_name={study.study_name} was searched with sweep.k={recorded['k']}, "
-            f"not {k}; pass sweep.k={'null' if recorded['k'] is None else recorded['k']} or "
-            "pick another sweep.study_name"
+            f"sweep.study_name={study.study_name} was searched with sweep.k={was}, not {now}; "
+            f"pass sweep.k={was} or pick another sweep.study_name"
         )
 
 

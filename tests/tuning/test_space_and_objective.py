@@ -302,3 +302,18 @@ def test_progress_line_counts_trials_from_one_and_gives_an_eta():
 
 def test_durations_read_as_a_clock():
     assert [duration(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
+
+
+def test_a_study_keeps_the_k_it_was_searched_with():
+    from src.sweep import _check_study_k
+
+    study = optuna.create_study()
+    _check_study_k(study, 5)
+    _check_study_k(study, 5)  # resuming with the same k
+    with pytest.raises(UserError, match="searched with sweep.k=5, not null; pass sweep.k=5"):
+        _check_study_k(study, None)
+    before = optuna.create_study()  # a study from before sweep.k, with trials: k was sampled
+    before.add_trial(_trial(before, 0, 0.5, feasible=True))
+    _check_study_k(before, None)
+    with pytest.raises(UserError, match="searched with sweep.k=null, not 5"):
+        _check_study_k(before, 5)
