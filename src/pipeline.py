@@ -38,14 +38,15 @@ from src.evaluation import plots
 from src.evaluation.metrics import NOISE, check_degenerate, classifier_scores, cluster_scores
 from src.evaluation.profile import name_segments, profile_segments
 from src.evaluation.validation import (
+    baseline_labels,
     future_value,
     holdout_metrics,
-    quintile_baseline,
     split_at_cutoff,
     stability_ari,
     truth_scores,
+    value_tier_top_shares,
 )
-from src.features.rfm import compute_rfm, make_transformer
+from src.features.rfm import TENURE, compute_rfm, make_transformer
 from src.models.factory import build_estimator, can_label_new_points
 from src.models.segmenter import Segmenter
 from src.timing import Stopwatch
@@ -70,8 +71,23 @@ class PreparedData:
     # `rfm`, measured from `cutoff` on; features only ever see transactions before it.
     future: pd.DataFrame | None = None
     cutoff: pd.Timestamp | None = None
+    # RFM and tenure of the same customers at the cutoff, whatever `features` are: what the
+    # hold-out baselines segment (`baselines`).
+    history: pd.DataFrame | None = None
     # The synthetic store's latent groups (customer_id, group), when its sidecar file is present.
     truth: pd.DataFrame | None = None
+
+    _baselines: dict[tuple[int, int], dict[str, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def baselines(self, k: int, seed: int) -> dict[str, np.ndarray]:
+        """The hold-out baselines' groups at `k` (rows of `rfm`), computed once per k and seed:
+        a sweep's trials share them."""
+        if (k, seed) not in self._baselines:
+            history = self.history.loc[self.rfm.index]
+            self._baselines[(k, seed)] = baseline_labels(history, k, seed)
+        return self._baselines[(k, seed)]
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -141,7 +157,7 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
     log.info("cleaning report\n%s", report.to_table())
     if transactions.empty:
         raise UserError(f"{source}: no rows left after cleaning; see the cleaning report above")
-    future = cutoff = None
+    future = cutoff = history = None
     calibration, snapshot = (
         transactions,
         cfg.features.snapshot_date or None,
@@ -158,6 +174,7 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
         rfm = compute_rfm(calibration, snapshot=snapshot, extras=tuple(cfg.features.extras))
     if holdout_days > 0:
         future = future_value(split.future, rfm.index)
+        history = compute_rfm(calibration, snapshot=snapshot, extras=(TENURE,))
     figures: dict[str, Figure] = {}
     if with_figures:
         with watch.stage("eda_plots"):
@@ -176,6 +193,7 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
         figures=figures,
         future=future,
         cutoff=cutoff,
+        history=history,
         truth=_truth(source),
     )
 
@@ -393,8 +411,9 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
         validation |= _stability(cfg, reducer, clusterer, X_fit, embedding, labels_fit, notes)
     baseline = None
     if data.future is not None:
-        baseline = quintile_baseline(rfm, k=len(profile))
-        validation |= holdout_metrics(data.future.loc[rfm.index], labels, baseline, best_segment=0)
+        baselines = data.baselines(len(profile), seed)
+        baseline = baselines["value_rank"]
+        validation |= holdout_metrics(data.future.loc[rfm.index], labels, baselines, best_segment=0)
         notes.append(_holdout_verdict(validation, data.cutoff, int(cfg.validation.holdout_days)))
     if data.truth is not None:
         validation |= truth_scores(segments, data.truth)
@@ -461,11 +480,15 @@ def _stability(
 
 
 def _holdout_verdict(metrics: dict[str, float], cutoff: pd.Timestamp, days: int) -> str:
-    ours, theirs = metrics["holdout/eta2_spend"], metrics["holdout/baseline_eta2_spend"]
-    verdict = "beat" if ours > theirs else "do not beat"
+    spend, orders = metrics["holdout/eta2_spend"], metrics["holdout/eta2_orders"]
+    value, kmeans = metrics["holdout/value_rank/eta2_spend"], metrics["holdout/kmeans/eta2_orders"]
     return (
-        f"hold-out ({days} days from {cutoff.date()}): segments explain {ours:.1%} of the variance "
-        f"of future spend, the RFM quintile baseline {theirs:.1%}: they {verdict} the textbook"
+        f"hold-out ({days} days from {cutoff.date()}): segments explain {spend:.1%} of the variance "
+        f"of future spend (value ranking {value:.1%}, KMeans on log-RFM "
+        f"{metrics['holdout/kmeans/eta2_spend']:.1%}, RFM quintiles "
+        f"{metrics['holdout/quintile/eta2_spend']:.1%}) and {orders:.1%} of future orders "
+        f"(KMeans {kmeans:.1%}); they {'reach' if spend >= value else 'fall short of'} the value "
+        f"ranking on spend and {'reach' if orders >= kmeans else 'fall short of'} KMeans on orders"
     )
 
 
@@ -477,14 +500,19 @@ def _holdout_figures(
     money: Currency,
 ) -> dict[str, Figure]:
     table = future.assign(segment=labels, baseline=baseline)
-    groups = {g: f"quintile group {g + 1}" for g in np.unique(baseline).tolist()}
+    bounds = np.r_[0.0, value_tier_top_shares(len(names)), 1.0]
+    shares = np.diff(bounds)
+    groups = {
+        g: ("top" if g == 0 else "bottom" if g == len(shares) - 1 else "next") + f" {shares[g]:.0%}"
+        for g in np.unique(baseline).tolist()
+    }
     return {
         "holdout_future_spend": plots.future_spend_by_segment(
             table, "segment", names, "Future spend per segment (hold-out window)", money
         ),
-        "holdout_baseline_future_spend": plots.future_spend_by_segment(
+        "holdout_value_rank_future_spend": plots.future_spend_by_segment(
             table, "baseline", groups,
-            "Future spend per RFM quintile group (textbook baseline, same number of groups)",
+            "Future spend per value-ranking tier (baseline with as many groups)",
             money,
         ),
     }  # fmt: skip

@@ -20,8 +20,9 @@ KEY_METRICS = (
     "classifier/accuracy",
     "classifier/f1_macro",
     "holdout/eta2_spend",
-    "holdout/baseline_eta2_spend",
-    "holdout/eta2_spend_gain",
+    "holdout/value_rank/eta2_spend",
+    "holdout/eta2_orders",
+    "holdout/kmeans/eta2_orders",
     "holdout/lift_top",
     "synthetic/ari",
     "synthetic/ami",
@@ -57,7 +58,7 @@ def print_summary(
     print()
     for key in KEY_METRICS:
         if key in result.metrics:
-            print(f"  {key:<28} {result.metrics[key]:,.4g}")
+            print(f"  {key:<30} {result.metrics[key]:,.4g}")
     print()
     print(f"outputs: {out_dir}")
     if tracking is not None:

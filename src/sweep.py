@@ -45,8 +45,8 @@ from src.progress import LiveLine
 from src.retry import retry
 from src.secrets import mask_secrets
 from src.stores import store_identity, study_storage
-from src.tuning.objective import objective_metrics
-from src.tuning.space import allowed_options
+from src.tuning.objective import check_objectives_for_k, objective_metrics
+from src.tuning.space import allowed_options, k_key, sweep_k
 from src.tuning.study import (
     Outcome,
     best_feasible,
@@ -313,6 +313,8 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
     search = OmegaConf.to_container(cfg.search, resolve=True)
     allowed = allowed_options(sweep, search)
     objectives = objective_metrics(sweep)
+    k = sweep_k(sweep)
+    check_objectives_for_k(objectives, k)
     budget, n_jobs = int(sweep.n_trials), int(sweep.n_jobs)
     if budget < 1 or n_jobs < 1:
         raise UserError(f"sweep.n_trials={budget}, sweep.n_jobs={n_jobs}: both must be at least 1")
@@ -330,15 +332,17 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
     if cfg.threads is None:  # the workers on this machine share its cores
         trial_overrides.append(f"threads={max(1, cpu_threads(None) // n_jobs)}")
 
+    _announce_k(k, allowed["clusterer"])
     quiet_optuna()
     # Workers start now, before any data, database connection or thread pool exists (a forked
     # worker could not use them): their warm-up overlaps with loading the data and the run.
     with _started_workers(n_jobs - 1, bool(cfg.tracking.enabled)) as workers:
         data = prepare_data(cfg, with_figures=False)  # drawn once the workers are busy
         url = study_storage(sweep.storage, str(cfg.tracking.uri) if cfg.tracking.enabled else None)
-        name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest))
+        name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest, k))
         storage = open_storage(url, heartbeat_seconds, stale_seconds)
         study = open_study(storage, name, objectives, int(cfg.seed), _bound_store(cfg))
+        _check_study_k(study, k)
         lock = study_lock(url, name)
         done = len(started_trials(study))
         print(
@@ -355,6 +359,7 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
                 search=search,
                 objectives=tuple(objectives),
                 constraints=dict(OmegaConf.to_container(sweep.constraints)),
+                k=k,
                 tracking=(
                     {"uri": str(cfg.tracking.uri), "experiment": str(cfg.tracking.experiment)}
                     if parent is not None
@@ -381,6 +386,37 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
         if parent is not None and sweep.register:
             _register_best(cfg, study, objectives, lock)
         return study
+
+
+def _announce_k(k: int | None, clusterers: Sequence[str]) -> None:
+    """Say how the number of segments is decided, naming the clusterers held to k only by the
+    k_segments constraint."""
+    if k is None:
+        print("sweep.k=null: the number of segments is sampled (sweep.constraints.min_segments "
+              "to max_segments)", flush=True)  # fmt: skip
+        return
+    folder = Path(CONF_DIR) / "clusterer"
+    own = [c for c in clusterers if k_key(OmegaConf.load(folder / f"{c}.yaml")) is None]
+    print(f"sweep.k={k}: every trial makes {k} segments"
+          + (f"; {', '.join(own)} set no number of clusters: their trials count only when they "
+             f"find exactly {k}" if own else ""), flush=True)  # fmt: skip
+
+
+def _check_study_k(study: optuna.Study, k: int | None) -> None:
+    """A study is searched at one sweep.k (a study from before sweep.k sampled it: null)."""
+    recorded = study.user_attrs
+    if "k" not in recorded:
+        if study.get_trials(deepcopy=False):
+            recorded = {"k": None}
+        else:
+            study.set_user_attr("k", k)
+            return
+    if recorded["k"] != k:
+        was, now = ("null" if value is None else value for value in (recorded["k"], k))
+        raise UserError(
+            f"sweep.study_name={study.study_name} was searched with sweep.k={was}, not {now}; "
+            f"pass sweep.k={was} or pick another sweep.study_name"
+        )
 
 
 def _wait_for_other_workers(study: optuna.Study, poll_seconds: int) -> None:

@@ -32,7 +32,7 @@ def test_entry_points_render_commands_the_apps_accept(make_cfg, tmp_path):
     given = {"predict": {"input": str(export), "output": "segments.csv"}}
     expected = {
         "main": {"reducer": "pca", "clusterer": "kmeans", "classifier": "xgboost", "seed": 42},
-        "sweep": {"sweep": {"n_trials": 30, "objective": "cluster/silhouette"}},
+        "sweep": {"sweep": {"n_trials": 30, "objective": "cluster/silhouette", "k": 5}},
         "promote": {"version": "", "force": False, "rollback": False},
         "predict": {"input": str(export), "output": "segments.csv", "previous": ""},
     }

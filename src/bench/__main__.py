@@ -6,7 +6,8 @@
 - ``excel``: the .xlsx reader with python-calamine and with openpyxl on one written workbook.
 
 - ``run`` / ``sweep``: whole commands' wall times (``cli_runs.py``); ``predict``: a 1M-line export
-  through a trained model (``predict.py``); ``clv``: lifetime-value fit times (``clv.py``).
+  through a trained model (``predict.py``); ``clv``: lifetime-value fit times (``clv.py``);
+  ``holdout``: the segments' hold-out eta-squared beside three baselines (``holdout.py``).
 
 Subcommands are registered in ``COMMANDS``.
 """
@@ -28,6 +29,7 @@ import pandas as pd
 
 from src.bench.cli_runs import add_run, add_sweep, bench_run, bench_sweep  # noqa: E402
 from src.bench.clv import add_clv, bench_clv  # noqa: E402
+from src.bench.holdout import add_holdout, bench_holdout  # noqa: E402
 from src.bench.team import add_team, bench_team  # noqa: E402
 
 REPEATS = 3
@@ -331,6 +333,11 @@ COMMANDS: dict[str, tuple[str, Callable[..., None], Callable[[argparse.Namespace
         _run_predict,
     ),
     "clv": ("BG/NBD + Gamma-Gamma fit times, 10k/100k customers", add_clv, bench_clv),
+    "holdout": (
+        "segments vs value ranking, KMeans, RFM quintiles on future spend and orders",
+        add_holdout,
+        bench_holdout,
+    ),
 }
 
 

@@ -2,8 +2,9 @@
 
 - Temporal hold-out: history split at a cutoff; segments are built on the calibration window and
   judged on what each customer spends in the following `holdout_days` (eta-squared: the share of
-  the variance of future spend / orders explained by segment membership), next to the textbook
-  RFM quintile segmentation with the same number of groups.
+  the variance of future spend / orders explained by segment membership), next to three
+  baselines with the same number of groups, built from the same calibration window: the textbook
+  RFM quintile score, KMeans on log-RFM, and a ranking by recency-damped spend per day.
 - Stability: agreement (adjusted Rand index) between the run's labels and labels refitted on
   seeded subsamples.
 - Truth: on the synthetic store, agreement between segments and the latent groups it was drawn from.
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from src.data.schema import AMOUNT, CUSTOMER_ID, DATE, FREQUENCY, MONETARY, ORDER_ID, RECENCY
 from src.errors import UserError
+from src.features.rfm import TENURE, make_transformer
 
 FUTURE_SPEND = "future_spend"
 FUTURE_ORDERS = "future_orders"
@@ -94,47 +97,118 @@ def repeat_share(future_spend: np.ndarray, labels: np.ndarray) -> dict[int, floa
     return {int(k): float(v) for k, v in bought.groupby(np.asarray(labels)).mean().items()}
 
 
-def quintile_baseline(rfm: pd.DataFrame, k: int) -> np.ndarray:
+# ----------------------------------------------------------------------------------- baselines
+# What a run's segments must beat, each with the run's number of groups and group 0 the most
+# valuable one. All three read only the calibration window's RFM and tenure (`history`).
+BASELINES = ("kmeans", "quintile", "value_rank")
+
+# Value ranking: score = monetary / max(tenure, 1 day) * 0.5 ** (recency / VALUE_HALF_LIFE_DAYS),
+# i.e. past spend per day of the customer's life, halved for every 90 days since the last purchase.
+VALUE_HALF_LIFE_DAYS = 90.0
+# Tiers at k = 5, from the top: the best 2% of customers by score, the next 5%, 13%, 30%, and the
+# bottom 50%; as cumulative shares from the top, 2%, 7%, 20%, 50% (and 100%).
+VALUE_TOP_SHARES_K5 = (0.02, 0.07, 0.20, 0.50)
+
+
+def quintile_baseline(history: pd.DataFrame, k: int) -> np.ndarray:
     """The textbook segmentation: R, F and M each scored 1-5 by quintile (R: recent = 5), summed
-    (3-15) and cut into `k` groups of (nearly) equal size. Group 0 has the highest scores, so it
-    plays the role of a run's best segment."""
+    (3-15) and cut into `k` groups of (nearly) equal size. Group 0 has the highest scores."""
 
     def score(values: pd.Series, ascending: bool) -> np.ndarray:
         ranks = values.rank(method="first", ascending=ascending)
         return pd.qcut(ranks, 5, labels=False).to_numpy() + 1
 
     total = (
-        score(rfm[RECENCY], ascending=False)
-        + score(rfm[FREQUENCY], ascending=True)
-        + score(rfm[MONETARY], ascending=True)
+        score(history[RECENCY], ascending=False)
+        + score(history[FREQUENCY], ascending=True)
+        + score(history[MONETARY], ascending=True)
     )
     ranks = pd.Series(total).rank(method="first", ascending=False)
     return pd.qcut(ranks, k, labels=False).to_numpy().astype(int)
 
 
+def kmeans_baseline(history: pd.DataFrame, k: int, seed: int) -> np.ndarray:
+    """KMeans (k clusters, 10 seeded starts) on log1p(R, F, M) scaled to unit variance, the
+    clusters numbered by descending mean past spend (group 0 spent most)."""
+    rfm = history[[RECENCY, FREQUENCY, MONETARY]]
+    X = make_transformer({"log": True, "scaler": "standard"}, seed=seed).fit_transform(rfm)
+    found = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(X)
+    means = pd.Series(rfm[MONETARY].to_numpy()).groupby(found).mean()
+    order = {int(old): new for new, old in enumerate(means.sort_values(ascending=False).index)}
+    return np.array([order[int(c)] for c in found], dtype=int)
+
+
+def value_score(history: pd.DataFrame) -> np.ndarray:
+    """Recency-damped spend per day: monetary / max(tenure, 1) * 0.5 ** (recency / 90), where
+    tenure is days from the first purchase to the cutoff and recency days from the last one."""
+    per_day = history[MONETARY].to_numpy(float) / np.maximum(history[TENURE].to_numpy(float), 1.0)
+    damping = 0.5 ** (history[RECENCY].to_numpy(float) / VALUE_HALF_LIFE_DAYS)
+    return per_day * damping
+
+
+def value_tier_top_shares(k: int) -> np.ndarray:
+    """Cumulative customer shares from the top at which the value ranking is cut into `k` tiers.
+
+    k = 5: 2%, 7%, 20%, 50% (tiers of 2/5/13/30/50%). Other k: the k = 5 boundaries read as a curve
+    over [0, 1] (at 0, 1/3, 2/3, 1), interpolated linearly in log share, at k - 1 evenly spaced
+    points, so the top tier is always 2% and the bottom tier always 50% (k = 3: 2/48/50%; k = 4:
+    2/9.8/38.2/50%). k = 2: the top and bottom halves; k = 1: everyone."""
+    if k <= 1:
+        return np.array([])
+    if k == 2:
+        return np.array([0.5])
+    anchors = np.linspace(0.0, 1.0, len(VALUE_TOP_SHARES_K5))
+    points = np.linspace(0.0, 1.0, k - 1)
+    return np.exp(np.interp(points, anchors, np.log(VALUE_TOP_SHARES_K5)))
+
+
+def value_rank_baseline(history: pd.DataFrame, k: int) -> np.ndarray:
+    """Customers ranked by `value_score` (ties: table order) and cut at `value_tier_top_shares(k)`;
+    group 0 is the top tier."""
+    score = pd.Series(value_score(history))
+    position = score.rank(method="first", ascending=False).to_numpy() / len(score)  # (0, 1]
+    return np.searchsorted(value_tier_top_shares(k), position, side="left").astype(int)
+
+
+def baseline_labels(history: pd.DataFrame, k: int, seed: int) -> dict[str, np.ndarray]:
+    """Every baseline's groups for the customers of `history` (RFM and tenure at the cutoff)."""
+    return {
+        "kmeans": kmeans_baseline(history, k, seed),
+        "quintile": quintile_baseline(history, k),
+        "value_rank": value_rank_baseline(history, k),
+    }
+
+
 def holdout_metrics(
-    future: pd.DataFrame, labels: np.ndarray, baseline: np.ndarray, best_segment: int
+    future: pd.DataFrame,
+    labels: np.ndarray,
+    baselines: dict[str, np.ndarray],
+    best_segment: int,
 ) -> dict[str, float]:
-    """The contract's `holdout/*` metrics for the run's segments and for the quintile baseline."""
+    """The `holdout/*` metrics: the run's own (`holdout/eta2_spend`, ...), and per baseline `b`
+    `holdout/<b>/eta2_spend`, `holdout/<b>/eta2_orders`, `holdout/<b>/lift_top` and the run's
+    margin over it, `holdout/<b>/eta2_spend_gain` and `holdout/<b>/eta2_orders_gain` (the run's
+    eta-squared minus the baseline's; >= 0: the run does at least as well)."""
     spend = future[FUTURE_SPEND].to_numpy()
     orders = future[FUTURE_ORDERS].to_numpy()
-    ours = {
-        "eta2_spend": eta_squared(spend, labels),
-        "eta2_orders": eta_squared(orders, labels),
-        "lift_top": lift(spend, labels, best_segment),
-        "repeat_share": float((spend > 0).mean()),
-    }
-    theirs = {
-        "eta2_spend": eta_squared(spend, baseline),
-        "eta2_orders": eta_squared(orders, baseline),
-        "lift_top": lift(spend, baseline, 0),
-    }
+
+    def measures(groups: np.ndarray, top: int) -> dict[str, float]:
+        return {
+            "eta2_spend": eta_squared(spend, groups),
+            "eta2_orders": eta_squared(orders, groups),
+            "lift_top": lift(spend, groups, top),
+        }
+
+    ours = measures(labels, best_segment)
     metrics = {f"holdout/{k}": v for k, v in ours.items()}
-    metrics |= {f"holdout/baseline_{k}": v for k, v in theirs.items()}
-    metrics["holdout/eta2_spend_gain"] = ours["eta2_spend"] - theirs["eta2_spend"]
-    metrics["holdout/eta2_orders_gain"] = ours["eta2_orders"] - theirs["eta2_orders"]
+    metrics["holdout/repeat_share"] = float((spend > 0).mean())
     for segment, share in repeat_share(spend, labels).items():
         metrics[f"holdout/repeat_share_segment_{segment}"] = share
+    for name, groups in baselines.items():
+        theirs = measures(groups, 0)
+        metrics |= {f"holdout/{name}/{k}": v for k, v in theirs.items()}
+        for measure in ("eta2_spend", "eta2_orders"):
+            metrics[f"holdout/{name}/{measure}_gain"] = ours[measure] - theirs[measure]
     return metrics
 
 

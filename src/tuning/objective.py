@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,25 @@ def objective_metrics(sweep: Mapping[str, Any]) -> list[str]:
     if len(set(metrics)) != len(metrics):
         raise UserError(f"sweep.objectives lists a metric twice: {metrics}")
     return metrics
+
+
+# Hold-out scores that grow with the number of segments whatever their quality (a finer split of
+# the same ranking explains more variance; a smaller top segment has a higher lift): the run's
+# own and every baseline's. Their `_gain` forms compare with a baseline at the same k.
+GROW_WITH_K = re.compile(r"holdout/(\w+/)?(eta2_spend|eta2_orders|lift_top)")
+
+
+def check_objectives_for_k(names: Sequence[str], k: int | None) -> None:
+    """With free k (`sweep.k=null`) an objective that rewards more segments blindly is refused."""
+    blind = [name for name in names if k is None and GROW_WITH_K.fullmatch(name)]
+    if blind:
+        raise UserError(
+            f"sweep.k=null with objective {', '.join(blind)}: it grows with the number of "
+            "segments, so a sweep with free k would pick the most segments; compare at a fixed "
+            "number of segments (sweep.k=5) or optimise a gain over a baseline with the same "
+            "number of segments (holdout/value_rank/eta2_spend_gain, "
+            "holdout/kmeans/eta2_orders_gain)"
+        )
 
 
 def direction(metric: str) -> str:
@@ -46,19 +66,30 @@ def objective_values(metrics: Mapping[str, float], names: Sequence[str]) -> list
 
 
 def constraint_checks(
-    metrics: Mapping[str, float], profile: pd.DataFrame, limits: Mapping[str, Any]
+    metrics: Mapping[str, float],
+    profile: pd.DataFrame,
+    limits: Mapping[str, Any],
+    k: int | None = None,
 ) -> dict[str, float]:
-    """Each constraint's violation (<= 0 means satisfied), in Optuna's convention.
+    """Each constraint's violation (<= 0 means satisfied), in Optuna's convention; every
+    objective, single or multi, is subject to all of them (`src.tuning.study.is_feasible`).
 
     Segments are counted and measured on the final assignment (noise customers included, as the
-    classifier assigned them), which is what marketers receive.
+    classifier assigned them), which is what marketers receive. With `k` (sweep.k) set, exactly
+    k segments (`k_segments`: the distance from k) replaces min_segments and max_segments; it
+    is what holds DBSCAN and HDBSCAN, which choose their own number of clusters, to k.
     """
     n_segments = float(len(profile))
     smallest = float(profile["customer_share"].min()) if len(profile) else 0.0
     f1 = float(metrics.get("classifier/f1_macro", float("nan")))
-    checks = {
-        "min_segments": float(limits["min_segments"]) - n_segments,
-        "max_segments": n_segments - float(limits["max_segments"]),
+    if k is None:
+        checks = {
+            "min_segments": float(limits["min_segments"]) - n_segments,
+            "max_segments": n_segments - float(limits["max_segments"]),
+        }
+    else:
+        checks = {"k_segments": abs(n_segments - float(k))}
+    checks |= {
         "min_segment_share": float(limits["min_segment_share"]) - smallest,
         "min_f1_macro": float(limits["min_f1_macro"]) - f1 if not math.isnan(f1) else 1.0,
     }

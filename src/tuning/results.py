@@ -27,7 +27,7 @@ COLUMNS = {
     "classifier/accuracy": "accuracy",
     "classifier/f1_macro": "F1 macro",
     "holdout/eta2_spend": "eta2 spend",
-    "holdout/eta2_spend_gain": "gain vs RFM quintiles",
+    "holdout/quintile/eta2_spend_gain": "gain vs RFM quintiles",
     "cluster/stability_ari": "stability",
     "synthetic/ari": "truth ARI",
 }
@@ -36,7 +36,7 @@ CRITERIA = {
     "cluster/silhouette": True,
     "cluster/davies_bouldin": False,
     "classifier/f1_macro": True,
-    "holdout/eta2_spend_gain": True,
+    "holdout/quintile/eta2_spend_gain": True,
     "cluster/stability_ari": True,
 }
 

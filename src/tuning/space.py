@@ -4,6 +4,9 @@ A trial first picks one option per group among those the sweep allows, then samp
 option's parameters (conditional sampling). Parameter names carry the option
 (`clusterer.gmm.n_components`) so Optuna never mixes two estimators' parameters; the returned
 values use the run config's keys (`clusterer.n_components`).
+
+With `sweep.k` set, a clusterer's number of clusters (`K_KEYS`) is not sampled: every trial uses
+exactly k (`src.tuning.trial.compose_run_config` sets it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from src.errors import UserError
 from src.models.factory import GROUPS
 
 PARAM_TYPES = ("int", "float", "categorical")
+# scikit-learn's names for a clusterer's number of clusters (KMeans, agglomerative, Birch: n_clusters;
+# GaussianMixture: n_components). DBSCAN and HDBSCAN have none: they find their own.
+K_KEYS = ("n_clusters", "n_components")
 
 
 @dataclass(frozen=True)
@@ -44,13 +50,35 @@ def allowed_options(sweep: Mapping[str, Any], search: Mapping[str, Any]) -> dict
     return allowed
 
 
+def sweep_k(sweep: Mapping[str, Any]) -> int | None:
+    """`sweep.k`: the number of segments every trial makes, or None (free: sampled)."""
+    k = sweep.get("k")
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise UserError(f"sweep.k={k}: the number of segments, an integer of at least 2, or null")
+    return k
+
+
+def k_key(clusterer: Mapping[str, Any]) -> str | None:
+    """The clusterer setting that is its number of clusters, or None (DBSCAN, HDBSCAN)."""
+    return next((key for key in K_KEYS if key in clusterer), None)
+
+
 def suggest(
-    trial: optuna.Trial, allowed: Mapping[str, Sequence[str]], search: Mapping[str, Any]
+    trial: optuna.Trial,
+    allowed: Mapping[str, Sequence[str]],
+    search: Mapping[str, Any],
+    k: int | None = None,
 ) -> Suggestion:
+    """Pick the options and sample their parameters; with `k` set the clusterer's number of
+    clusters is left out (it is fixed, not searched)."""
     picked = {group: trial.suggest_categorical(group, list(allowed[group])) for group in GROUPS}
     params: dict[str, Any] = {}
     for group, option in picked.items():
         for name, spec in (search[group][option] or {}).items():
+            if k is not None and group == "clusterer" and name in K_KEYS:
+                continue
             params[f"{group}.{name}"] = _suggest_one(trial, f"{group}.{option}.{name}", spec)
     return Suggestion(picked, params)
 

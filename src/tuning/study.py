@@ -45,10 +45,11 @@ MAX_DUPLICATES_IN_A_ROW = 25  # then the search space looks exhausted: the worke
 
 
 def default_study_name(
-    allowed: dict[str, list[str]], objectives: Sequence[str], digest: str
+    allowed: dict[str, list[str]], objectives: Sequence[str], digest: str, k: int | None
 ) -> str:
-    """Same options, objective(s) and data -> same study, so rerunning a command resumes it."""
-    key = repr((sorted((g, sorted(o)) for g, o in allowed.items()), list(objectives), digest))
+    """Same options, objective(s), data and sweep.k -> same study, so rerunning a command resumes
+    it."""
+    key = repr((sorted((g, sorted(o)) for g, o in allowed.items()), list(objectives), digest, k))
     return f"segmentation-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 

@@ -32,7 +32,7 @@ from src.tuning.objective import (
     describe_violations,
     objective_values,
 )
-from src.tuning.space import Suggestion, suggest
+from src.tuning.space import Suggestion, k_key, suggest
 from src.tuning.study import best_feasible, is_feasible, pareto_front, shown_number
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ class TrialSetup:
     search: dict[str, Any]
     objectives: tuple[str, ...]
     constraints: dict[str, float]
+    k: (
+        int | None
+    )  # sweep.k: every clusterer with a number of clusters gets exactly k; None = sampled
     tracking: dict[str, Any] | None  # uri and experiment; None = tracking off
     parent_run_id: str | None
     trial_plots: str  # "best", "all" or "none": which trials log their plots (BestPlots)
@@ -74,6 +77,9 @@ def compose_run_config(setup: TrialSetup, suggestion: Suggestion) -> DictConfig:
                 f"search space {group}.{suggestion.picked[group]}.{name}: "
                 f"the {group} option '{suggestion.picked[group]}' has no setting '{name}'"
             ) from None
+    key = k_key(cfg.clusterer)
+    if setup.k is not None and key is not None:
+        cfg.clusterer[key] = setup.k
     return cfg
 
 
@@ -118,7 +124,7 @@ class BestPlots:
 
 def propose(setup: TrialSetup, trial: optuna.Trial) -> Suggestion:
     """Sample the trial's options and parameters (`run_trial` reads the same values back)."""
-    return suggest(trial, setup.allowed, setup.search)
+    return suggest(trial, setup.allowed, setup.search, setup.k)
 
 
 def run_trial(
@@ -131,7 +137,7 @@ def run_trial(
     with _tracked(setup, suggestion.picked, study, trial) as run:
         result = run_pipeline(cfg, setup.data)
         values = objective_values(result.metrics, setup.objectives)
-        checks = constraint_checks(result.metrics, result.profile, setup.constraints)
+        checks = constraint_checks(result.metrics, result.profile, setup.constraints, setup.k)
         _record(trial, result, checks)
         if run is not None:
             contender = _log(setup, cfg, suggestion.picked, result, study, trial, values, checks)

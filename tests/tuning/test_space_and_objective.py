@@ -12,13 +12,14 @@ from omegaconf import OmegaConf
 
 from src.errors import UserError
 from src.tuning.objective import (
+    check_objectives_for_k,
     constraint_checks,
     describe_violations,
     direction,
     objective_metrics,
     objective_values,
 )
-from src.tuning.space import Suggestion, allowed_options, suggest
+from src.tuning.space import Suggestion, allowed_options, suggest, sweep_k
 from src.tuning.study import (
     best_feasible,
     duration,
@@ -60,6 +61,46 @@ def test_only_the_chosen_components_parameters_are_sampled():
         study.tell(trial, 0.0)
 
 
+def test_with_sweep_k_the_number_of_clusters_is_not_sampled_but_k():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    allowed = allowed_options(SWEEP, SEARCH)
+    for _ in range(10):
+        trial = study.ask()
+        s = suggest(trial, allowed, SEARCH, k=5)
+        assert not {"clusterer.n_clusters", "clusterer.n_components"} & set(s.params)
+        assert not any(name.endswith((".n_clusters", ".n_components")) for name in trial.params
+                       if name.startswith("clusterer."))  # fmt: skip
+        if s.picked["reducer"] == "pca":
+            assert "reducer.n_components" in s.params  # the reducer's own is still searched
+        picked = s.picked | {"classifier": "knn"}
+        cfg = compose_run_config(_setup_k(5), Suggestion(picked, s.params))
+        key = "n_clusters" if s.picked["clusterer"] == "kmeans" else "n_components"
+        assert cfg.clusterer[key] == 5
+        study.tell(trial, 0.0)
+    dbscan = compose_run_config(
+        _setup_k(4), Suggestion({"reducer": "none", "clusterer": "dbscan", "classifier": "knn"}, {})
+    )
+    assert "n_clusters" not in dbscan.clusterer and "n_components" not in dbscan.clusterer
+
+
+def test_sweep_k_is_an_integer_of_at_least_two_or_null():
+    assert sweep_k({"k": 5}) == 5 and sweep_k({"k": None}) is None
+    for bad in (1, 2.5, "five", True):
+        with pytest.raises(UserError, match=f"sweep.k={bad}: the number of segments"):
+            sweep_k({"k": bad})
+
+
+def test_free_k_refuses_objectives_that_grow_with_k():
+    for blind in ("holdout/eta2_spend", "holdout/eta2_orders", "holdout/value_rank/eta2_spend",
+                  "holdout/lift_top"):  # fmt: skip
+        with pytest.raises(UserError, match=f"sweep.k=null with objective {blind}: it grows"):
+            check_objectives_for_k(["cluster/silhouette", blind], None)
+        check_objectives_for_k([blind], 5)  # at a fixed k they compare like with like
+    for fair in ("holdout/value_rank/eta2_spend_gain", "holdout/kmeans/eta2_orders_gain",
+                 "cluster/silhouette", "cluster/calinski_harabasz"):  # fmt: skip
+        check_objectives_for_k([fair], None)
+
+
 def test_unknown_option_and_bad_space_are_named():
     with pytest.raises(UserError, match=r"sweep.clusterers: unknown option\(s\) \['dbscn'\]"):
         allowed_options(SWEEP | {"clusterers": ["dbscn"]}, SEARCH)
@@ -86,14 +127,53 @@ def test_objectives_and_directions():
         objective_values({"cluster/silhouette": float("nan")}, ["cluster/silhouette"])
 
 
+LIMITS = {"min_segments": 3, "max_segments": 8, "min_segment_share": 0.02, "min_f1_macro": 0.9}
+
+
 def test_constraints_measure_the_final_segments():
     profile = pd.DataFrame({"customer_share": [0.5, 0.49, 0.01]})
-    limits = {"min_segments": 3, "max_segments": 8, "min_segment_share": 0.02, "min_f1_macro": 0.9}
-    checks = constraint_checks({"classifier/f1_macro": 0.95}, profile, limits)
+    checks = constraint_checks({"classifier/f1_macro": 0.95}, profile, LIMITS)
     assert checks["min_segments"] == 0 and checks["max_segments"] == -5
     assert checks["min_segment_share"] == pytest.approx(0.01)
     assert checks["min_f1_macro"] == pytest.approx(-0.05)
     assert describe_violations(checks) == "min_segment_share"
+
+
+def test_with_sweep_k_exactly_k_segments_replaces_min_and_max_segments():
+    profile = pd.DataFrame({"customer_share": [0.4, 0.3, 0.2, 0.1]})
+    checks = constraint_checks({"classifier/f1_macro": 0.95}, profile, LIMITS, k=5)
+    assert "min_segments" not in checks and "max_segments" not in checks
+    assert checks["k_segments"] == 1.0 and describe_violations(checks) == "k_segments"
+    assert constraint_checks({"classifier/f1_macro": 0.95}, profile, LIMITS, k=4)["k_segments"] == 0
+    too_many = pd.DataFrame({"customer_share": [0.1] * 10})  # max_segments=8 no longer applies
+    assert (
+        describe_violations(constraint_checks({"classifier/f1_macro": 1}, too_many, LIMITS, 10))
+        == ""
+    )
+
+
+def _study_of(profiles, directions):
+    """A study whose trials carry the constraints `constraint_checks` gives their segments, with
+    the objective values given; as `run_trial` records them."""
+    study = optuna.create_study(directions=directions)
+    for values, shares in profiles:
+        checks = constraint_checks(
+            {"classifier/f1_macro": 0.95}, pd.DataFrame({"customer_share": shares}), LIMITS, k=3
+        )
+        study.add_trial(optuna.trial.create_trial(values=values, constraints=checks, user_attrs={}))
+    return study
+
+
+def test_a_tiny_segment_makes_a_trial_infeasible_under_every_objective():
+    tiny, fair = [0.6, 0.39, 0.01], [0.5, 0.3, 0.2]
+    single = _study_of([([0.9], tiny), ([0.5], fair)], ["maximize"])
+    assert best_feasible(single).number == 1
+    minimise = _study_of([([0.1], tiny), ([0.5], fair)], ["minimize"])
+    assert best_feasible(minimise).number == 1
+    # Multi-objective: the tiny-segment trial dominates, yet the answer is the feasible one.
+    multi = _study_of([([0.9, 0.9], tiny), ([0.5, 0.5], fair)], ["maximize", "maximize"])
+    assert best_feasible(multi).number == 1
+    assert not could_be_best(multi, SimpleNamespace(number=2), [0.4, 0.4])
 
 
 def _trial(study, number, value, feasible, combination="pca-kmeans-knn"):
@@ -171,6 +251,10 @@ def _setup(*base: str) -> TrialSetup:
     return TrialSetup(**(fields | {"conf_dir": str(CONF), "base_overrides": base}))
 
 
+def _setup_k(k: int) -> TrialSetup:
+    return dataclasses.replace(_setup(), k=k)
+
+
 def test_trial_config_is_what_hydra_composes_from_the_same_overrides():
     setup = _setup("seed=7")
     picked = {"reducer": "pca", "clusterer": "gmm", "classifier": "knn"}
@@ -218,3 +302,18 @@ def test_progress_line_counts_trials_from_one_and_gives_an_eta():
 
 def test_durations_read_as_a_clock():
     assert [duration(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
+
+
+def test_a_study_keeps_the_k_it_was_searched_with():
+    from src.sweep import _check_study_k
+
+    study = optuna.create_study()
+    _check_study_k(study, 5)
+    _check_study_k(study, 5)  # resuming with the same k
+    with pytest.raises(UserError, match="searched with sweep.k=5, not null; pass sweep.k=5"):
+        _check_study_k(study, None)
+    before = optuna.create_study()  # a study from before sweep.k, with trials: k was sampled
+    before.add_trial(_trial(before, 0, 0.5, feasible=True))
+    _check_study_k(before, None)
+    with pytest.raises(UserError, match="searched with sweep.k=null, not 5"):
+        _check_study_k(before, 5)
