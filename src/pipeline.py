@@ -47,6 +47,14 @@ from src.evaluation.validation import (
     value_tier_top_shares,
 )
 from src.features.rfm import TENURE, compute_rfm, make_transformer
+from src.features.value import (
+    ValueModel,
+    check_columns,
+    check_horizon,
+    feature_table,
+    fit_value_model,
+    needs_value,
+)
 from src.models.factory import build_estimator, can_label_new_points
 from src.models.segmenter import Segmenter
 from src.timing import Stopwatch
@@ -76,6 +84,18 @@ class PreparedData:
     history: pd.DataFrame | None = None
     # The synthetic store's latent groups (customer_id, group), when its sidecar file is present.
     truth: pd.DataFrame | None = None
+    # Lifetime value (BG/NBD + Gamma-Gamma) fitted on the same transactions as `rfm`, and each
+    # customer's p_alive, expected_purchases, expected_spend and expected_value (index as `rfm`);
+    # None with `value_error` saying why when the store cannot identify the models.
+    value_model: ValueModel | None = None
+    value: pd.DataFrame | None = None
+    value_error: str | None = None
+
+    def value_note(self) -> str | None:
+        """The run's note when the profile goes without lifetime value."""
+        if self.value_error is None:
+            return None
+        return f"no lifetime-value columns in the profile: {self.value_error}"
 
     _baselines: dict[tuple[int, int], dict[str, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False
@@ -172,6 +192,8 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
         )  # fmt: skip
     with watch.stage("rfm"):
         rfm = compute_rfm(calibration, snapshot=snapshot, extras=tuple(cfg.features.extras))
+    with watch.stage("clv"):
+        value_model, value, value_error = _lifetime_value(calibration, snapshot, rfm, cfg)
     if holdout_days > 0:
         future = future_value(split.future, rfm.index)
         history = compute_rfm(calibration, snapshot=snapshot, extras=(TENURE,))
@@ -195,6 +217,34 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
         cutoff=cutoff,
         history=history,
         truth=_truth(source),
+        value_model=value_model,
+        value=value,
+        value_error=value_error,
+    )
+
+
+def _lifetime_value(
+    calibration: pd.DataFrame, snapshot: Any, rfm: pd.DataFrame, cfg: DictConfig
+) -> tuple[ValueModel | None, pd.DataFrame | None, str | None]:
+    """BG/NBD + Gamma-Gamma on the training transactions, or why they cannot be fitted: a run
+    on RFM features goes on without them (one note), `features=value` stops here, before any
+    run exists."""
+    columns = check_columns(cfg.features.columns, cfg.features.extras)
+    horizon = check_horizon(cfg.clv.horizon_days)
+    try:
+        model, value = fit_value_model(calibration, snapshot, horizon)
+    except UserError as err:
+        if needs_value(columns):
+            raise UserError(_value_refusal(columns, str(err))) from None
+        log.warning("no lifetime-value columns in the profile: %s", err)
+        return None, None, str(err)
+    return model, value.reindex(rfm.index), None
+
+
+def _value_refusal(columns: tuple[str, ...], reason: str) -> str:
+    return (
+        f"features=value (features.columns {list(columns)}) needs the lifetime-value models, "
+        f"which this store cannot identify: {reason}; use features=rfm"
     )
 
 
@@ -323,11 +373,16 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
     seed = int(cfg.seed)
     rfm = data.rfm
     require_customers(cfg, len(rfm), data.source)
-    features = list(rfm.columns)
+    features = list(check_columns(cfg.features.columns, cfg.features.extras))
+    if needs_value(features) and data.value is None:
+        raise UserError(_value_refusal(tuple(features), str(data.value_error)))
+    table = feature_table(rfm, data.value, features)
+    if data.value_error:
+        notes.append(str(data.value_note()))
 
     with watch.stage("transform"):
         transformer = make_transformer(cfg.features.transform, seed=seed)
-        X = np.asarray(transformer.fit_transform(rfm[features]), dtype=float)
+        X = np.asarray(transformer.fit_transform(table), dtype=float)
 
     reducer = build_estimator("reducer", cfg.reducer)
     clusterer = build_estimator("clusterer", cfg.clusterer)
@@ -359,8 +414,8 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
         log.info(notes[-1])
         fit_idx = fit_idx[~loners]
         with watch.stage("transform"):  # their extreme values no longer set the scale
-            transformer.fit(rfm[features].iloc[fit_idx])
-            X = np.asarray(transformer.transform(rfm[features]), dtype=float)
+            transformer.fit(table.iloc[fit_idx])
+            X = np.asarray(transformer.transform(table), dtype=float)
         X_fit, embedding, raw_labels = reduce_and_cluster(fit_idx)
         check_degenerate(raw_labels, max_share, clusterer_name)
     labels_fit = _order_by_value(raw_labels, rfm["monetary"].to_numpy()[fit_idx])
@@ -393,7 +448,7 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
         )
 
     with watch.stage("profile"):
-        profile = profile_segments(rfm, labels)
+        profile = profile_segments(rfm, labels, data.value)
         names = name_segments(profile)
         profile.insert(1, "segment_name", profile["segment_id"].map(names))
     segments = pd.DataFrame(
@@ -422,7 +477,7 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
 
     def draw() -> dict[str, Figure]:
         figures = _segment_figures(
-            X, X_fit, embedding, labels_fit, labels, profile, fitted, rfm, money
+            X, X_fit, embedding, labels_fit, labels, profile, fitted, table, money
         )
         if baseline is not None:
             figures |= _holdout_figures(data.future.loc[rfm.index], labels, baseline, names, money)
@@ -444,6 +499,7 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
         transformer=transformer,
         classifier=fitted.model,
         segment_names=dict(names),
+        value_model=data.value_model if needs_value(features) else None,
     )
     return RunResult(segments, profile, metrics, segmenter, notes, draw)
 
@@ -629,7 +685,7 @@ def _segment_figures(
     labels: np.ndarray,
     profile: pd.DataFrame,
     fitted: FittedClassifier,
-    rfm: pd.DataFrame,
+    table: pd.DataFrame,
     money: Currency,
 ) -> dict[str, Figure]:
     names = dict(zip(profile["segment_id"], profile["segment_name"], strict=True))
@@ -637,8 +693,8 @@ def _segment_figures(
         view, title = embedding, "Customers in the reducer's 2-D embedding"
     else:
         view = PCA(n_components=2, random_state=0).fit_transform(X_fit)
-        title = "Customers in the first two principal components of the RFM features"
-    transformed = pd.DataFrame(X, index=rfm.index, columns=rfm.columns)
+        title = "Customers in the first two principal components of the features"
+    transformed = pd.DataFrame(X, index=table.index, columns=table.columns)
     ordered_names = [names[i] for i in sorted(names)]
     return {
         "snake_plot": plots.snake_plot(transformed, labels, names, money),
@@ -649,7 +705,7 @@ def _segment_figures(
             fitted.y_test, fitted.y_pred, ordered_names
         ),
         "feature_importance": plots.feature_importance_plot(
-            list(rfm.columns),
+            list(table.columns),
             fitted.importances(),
             "Permutation importance (drop in F1 macro)",
             money,

@@ -33,6 +33,7 @@ from src.data.load import (
 )
 from src.errors import UserError
 from src.features.rfm import make_transformer
+from src.features.value import check_columns, check_horizon
 from src.models.factory import GROUPS, build_estimator, estimator_class
 from src.pipeline import cpu_threads
 
@@ -56,8 +57,9 @@ def check_sweep(cfg: DictConfig) -> None:
     from src.tuning.space import allowed_options
 
     check_settings(cfg)
-    for group, options in allowed_options(cfg.sweep, cfg.search).items():
-        for option in options:
+    allowed = allowed_options(cfg.sweep, cfg.search)
+    for group in GROUPS:
+        for option in allowed[group]:
             spec = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
             estimator_class(group, spec.get("_target_"))
     check_export(cfg.data)
@@ -79,6 +81,8 @@ def check_settings(cfg: DictConfig) -> None:
     """Settings read only after the data are loaded: refused now instead."""
     resolve_rules(OmegaConf.to_container(cfg.clean, resolve=True))
     make_transformer(cfg.features.transform, seed=int(cfg.seed))
+    check_columns(cfg.features.columns, cfg.features.extras)
+    check_horizon(cfg.clv.horizon_days)
     cpu_threads(cfg.threads)
     if int(cfg.validation.holdout_days) < 0:
         raise UserError(f"validation.holdout_days={cfg.validation.holdout_days}: must be 0 or more")

@@ -29,7 +29,10 @@ KEY_METRICS = (
 )
 
 
-def segment_table(profile: pd.DataFrame, money: Currency) -> str:
+def segment_table(profile: pd.DataFrame, money: Currency, horizon_days: float | None = None) -> str:
+    """The profile for people; with lifetime value (`horizon_days` given and the profile's
+    value columns present) also per customer over the horizon: expected orders and spend, then
+    mean P(alive) and the segment's share of all expected value."""
     table = pd.DataFrame(
         {
             "segment": profile["segment_name"],
@@ -40,6 +43,12 @@ def segment_table(profile: pd.DataFrame, money: Currency) -> str:
             f"M mean, {money.symbol}": profile["monetary_mean"].map(money.number),
         }
     )
+    if horizon_days is not None and "expected_value" in profile.columns:
+        days = f"{horizon_days:g}d"
+        table[f"purchases next {days}"] = profile["expected_purchases"].map("{:,.2f}".format)
+        table[f"spend next {days}, {money.symbol}"] = profile["expected_value"].map(money.number)
+        table["P(alive)"] = profile["p_alive"].map("{:.0%}".format)
+        table["value share"] = profile["value_share"].map("{:.1%}".format)
     return table.to_string(index=False)
 
 
@@ -54,7 +63,8 @@ def print_summary(
     for note in result.notes:
         print(f"note: {note}")
     print()
-    print(segment_table(result.profile, currency(data.cleaning.currency)))
+    horizon = data.value_model.horizon_days if data.value_model is not None else None
+    print(segment_table(result.profile, currency(data.cleaning.currency), horizon))
     print()
     for key in KEY_METRICS:
         if key in result.metrics:

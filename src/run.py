@@ -65,7 +65,7 @@ def main(cfg: DictConfig) -> None:
         quiet_libraries(bool(cfg.verbose))
         choices = HydraConfig.get().runtime.choices
         check_run(cfg)  # before any run, folder or file exists
-        execute(cfg, {group: choices[group] for group in GROUPS}, started)
+        execute(cfg, {group: choices[group] for group in (*GROUPS, "features")}, started)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from src.retry import retry
 from src.secrets import mask_secrets
 from src.stores import store_identity, study_storage
 from src.tuning.objective import check_objectives_for_k, objective_metrics
-from src.tuning.space import allowed_options, k_key, sweep_k
+from src.tuning.space import FEATURES, allowed_options, k_key, require_value_fit, sweep_k
 from src.tuning.study import (
     Outcome,
     best_feasible,
@@ -338,6 +338,7 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
     # worker could not use them): their warm-up overlaps with loading the data and the run.
     with _started_workers(n_jobs - 1, bool(cfg.tracking.enabled)) as workers:
         data = prepare_data(cfg, with_figures=False)  # drawn once the workers are busy
+        require_value_fit(allowed[FEATURES], data.value_error)  # before any study or run
         url = study_storage(sweep.storage, str(cfg.tracking.uri) if cfg.tracking.enabled else None)
         name = str(sweep.study_name or default_study_name(allowed, objectives, data.digest, k))
         storage = open_storage(url, heartbeat_seconds, stale_seconds)

@@ -57,6 +57,8 @@ def feature_label(feature: str, money: Currency = RUB) -> str:
         RECENCY: "Recency, days since last order",
         FREQUENCY: "Frequency, orders",
         MONETARY: f"Monetary, {money.symbol} spent",
+        "expected_value": f"Expected spend next period, {money.symbol}",
+        "p_alive": "P(alive), probability still buying",
     }
     return labels.get(feature, feature)
 
@@ -66,6 +68,8 @@ def _feature_tick(feature: str, money: Currency) -> str:
         RECENCY: "recency\n(days since\nlast order)",
         FREQUENCY: "frequency\n(orders)",
         MONETARY: f"monetary\n({money.symbol} spent)",
+        "expected_value": f"expected value\n({money.symbol}, next\nperiod)",
+        "p_alive": "P(alive)",
     }
     return ticks.get(feature, str(feature))
 
@@ -699,10 +703,12 @@ def embedding_scatter(
 
 
 def segment_bars(profile: pd.DataFrame) -> Figure:
-    """Share of customers vs share of revenue per segment: who brings in the money."""
+    """Share of customers vs share of revenue per segment: who brings in the money; with lifetime
+    value (a `value_share` column) also the share of expected spend: who will."""
     customers = _first_column(profile, ("customer_share", "share_customers"))
     revenue = _first_column(profile, ("revenue_share", "share_revenue"))
     sizes = _first_column(profile, ("size", "n_customers"), required=False)
+    with_value = "value_share" in profile.columns
     ids = profile["segment_id"].astype(int).to_numpy()
     names = (
         dict(zip(ids, profile["segment_name"].astype(str), strict=True))
@@ -714,45 +720,63 @@ def segment_bars(profile: pd.DataFrame) -> Figure:
             "sid": ids,
             "customers": profile[customers].to_numpy(dtype=float),
             "revenue": profile[revenue].to_numpy(dtype=float),
+            "value": profile["value_share"].to_numpy(dtype=float) if with_value else np.nan,
             "size": profile[sizes].to_numpy(dtype=float) if sizes else np.nan,
         }
     ).sort_values(["revenue", "sid"], ascending=[True, False], na_position="first")
     colors = segment_colors(frame["sid"])
-    fig = _figure(9, max(3.5, 1.4 + 0.62 * len(frame)))
+    fig = _figure(9, max(3.5, 1.4 + (0.85 if with_value else 0.62) * len(frame)))
     ax = fig.add_subplot()
     y = np.arange(len(frame))
-    h = 0.38
-    cust_bars = ax.barh(y + h / 2, frame["customers"] * 100, height=h,
+    h = 0.27 if with_value else 0.38
+    top_offset = h if with_value else h / 2
+    cust_bars = ax.barh(y + top_offset, frame["customers"] * 100, height=h,
                         color=CUSTOMER_BAR)  # fmt: skip
-    rev_bars = ax.barh(y - h / 2, frame["revenue"] * 100, height=h,
+    rev_bars = ax.barh(y + top_offset - h, frame["revenue"] * 100, height=h,
                        color=[colors[s] for s in frame["sid"]])  # fmt: skip
     ax.bar_label(cust_bars, labels=[f"{v:.1%} of customers" for v in frame["customers"]],
                  padding=3, fontsize=8, color="0.3")  # fmt: skip
     ax.bar_label(rev_bars, labels=[f"{v:.1%} of revenue" for v in frame["revenue"]],
                  padding=3, fontsize=8, fontweight="bold")  # fmt: skip
+    if with_value:
+        value_bars = ax.barh(y - h, frame["value"] * 100, height=h, color="white",
+                             edgecolor=[colors[s] for s in frame["sid"]], hatch="////",
+                             linewidth=1.2)  # fmt: skip
+        ax.bar_label(value_bars, labels=[f"{v:.1%} of expected spend" for v in frame["value"]],
+                     padding=3, fontsize=8)  # fmt: skip
     labels = [
         _segment_label(int(s), names) + (f"\n{_number(n)} customers" if np.isfinite(n) else "")
         for s, n in zip(frame["sid"], frame["size"], strict=True)
     ]
     ax.set_yticks(y, labels, fontsize=9)
-    top = float(np.nanmax(np.r_[frame["customers"], frame["revenue"], 0.01])) * 100
-    ax.set_xlim(0, top * 1.35)
+    top = float(np.nanmax(np.r_[frame["customers"], frame["revenue"], frame["value"], 0.01])) * 100
+    ax.set_xlim(0, top * (1.45 if with_value else 1.35))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.0f}%"))
-    ax.set_xlabel("Share of all customers / of all revenue, %")
+    ax.set_xlabel(
+        "Share of all customers / revenue" + (" / expected spend" if with_value else "") + ", %"
+    )
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
+    colour = colors[int(frame["sid"].iloc[-1])]
     legend = [
         Patch(facecolor=CUSTOMER_BAR, label="share of customers (grey)"),
-        Patch(
-            facecolor=colors[int(frame["sid"].iloc[-1])], label="share of revenue (segment colour)"
-        ),  # fmt: skip
+        Patch(facecolor=colour, label="share of revenue (segment colour)"),
     ]
-    fig.legend(handles=legend, loc="outside lower center", ncol=2, frameon=False, fontsize=8.5)
+    if with_value:
+        legend.append(
+            Patch(facecolor="white", edgecolor=colour, hatch="////",
+                  label="share of expected spend, next period (hatched)")
+        )  # fmt: skip
+    fig.legend(handles=legend, loc="outside lower center", ncol=len(legend), frameon=False,
+               fontsize=8.5)  # fmt: skip
     # on the figure, not the axes: long segment names push the axes right, and a subtitle
     # starting at the axes would run off the figure
-    _titles(fig, "Each segment's share of customers and of revenue",
-            "Sorted by share of revenue; a segment with more revenue than customers is worth more "
+    title = "Each segment's share of customers and of revenue"
+    note = ("Sorted by share of revenue; a segment with more revenue than customers is worth more "
             "than average")  # fmt: skip
+    if with_value:
+        title = "Each segment's share of customers, of revenue and of expected spend"
+    _titles(fig, title, note)
     return fig
 
 

@@ -31,6 +31,11 @@ How a segment gets its name (README: generate the table with `describe_rules()`)
    most, in words, never numbers: "Loyal, higher spend" / "Loyal, lower spend"; three to five
    segments get lowest / lower / mid / higher / highest (`QUALIFIERS`); more than five are split
    into up to five groups on that measure, then qualified again on the next one.
+7. When the profile has lifetime value (a `p_alive` column), the churn names (`CHURN_NAMES`:
+   "Can't lose them", "At risk") go only to a segment worth winning back and likely slipping:
+   high spend (whole M score 4-5) and a mean P(alive) below the mean of all customers. Any other
+   segment treats those rows as if they were not in the table; one left with no acceptable name
+   gets a descriptive name (step 5's words for R, F and M: "Lapsed frequent big spenders").
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import pandas as pd
 
 from src.data.schema import FREQUENCY, MONETARY, RECENCY, RFM
 from src.evaluation.metrics import NOISE
+from src.features.clv import segment_value
 
 PROFILE_COLUMNS = (
     "segment_id",
@@ -57,6 +63,10 @@ PROFILE_COLUMNS = (
     "monetary_mean",
     "monetary_median",
 )
+# With lifetime value (src.features.clv, over clv.horizon_days): per customer, the expected
+# purchases and expected spend (value) over the horizon, mean P(alive), and the segment's share of
+# all customers' expected value.
+VALUE_PROFILE_COLUMNS = ("expected_purchases", "expected_value", "p_alive", "value_share")
 
 # A segment whose matching names are all taken falls back only to names whose typical scores lie
 # within this distance of its own (in R, F, M score points); beyond it, its first choice with a
@@ -72,8 +82,11 @@ TIE_RATIO = 1.10
 MIN_SPREAD = 1.25
 
 
-def profile_segments(rfm: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
-    """One row per segment (sorted by segment_id): size, shares and R, F, M means and medians.
+def profile_segments(
+    rfm: pd.DataFrame, labels: np.ndarray, value: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per segment (sorted by segment_id): size, shares and R, F, M means and medians,
+    and with `value` (``customer_value`` of the same customers) the VALUE_PROFILE_COLUMNS.
 
     `labels` are the segment ids of the rows of `rfm`, in row order. Noise (-1) is not a segment:
     the caller assigns noise customers a segment (via the classifier) before profiling.
@@ -108,7 +121,15 @@ def profile_segments(rfm: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     out = out.reset_index()
     out["segment_id"] = out["segment_id"].astype(int)
     out["size"] = out["size"].astype(int)
-    return out[list(PROFILE_COLUMNS)]
+    out = out[list(PROFILE_COLUMNS)]
+    if value is None:
+        return out
+    by_segment = segment_value(value, pd.Series(labels.astype(int), index=rfm.index))
+    out[list(VALUE_PROFILE_COLUMNS)] = by_segment.loc[
+        out["segment_id"], ["expected_purchases", "expected_value_per_customer", "p_alive",
+                            "value_share"]
+    ].to_numpy()  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True)
@@ -157,6 +178,10 @@ NAMING_RULES: tuple[NamingRule, ...] = (
     NamingRule("Hibernating", (1, 2), (1, 2), ANY, (2, 2, 2),
                "Last bought long ago, few orders."),
 )  # fmt: skip
+
+
+# Names that tell marketing to spend on winning customers back (step 7 of the module docstring).
+CHURN_NAMES = ("Can't lose them", "At risk")
 
 
 def segment_scores(profile: pd.DataFrame) -> pd.DataFrame:
@@ -231,12 +256,28 @@ def name_segments(profile: pd.DataFrame) -> dict[int, str]:
     segments = profile["segment_id"].astype(int).tolist()
     if all(_differs(level) for level in levels.values()):
         names = _table_names(profile)
+        words = _descriptive_names(profile, levels)
+        names = {seg: name or words[seg] for seg, name in names.items()}
     else:
         names = _descriptive_names(profile, levels)
     by_measure = {
         column: dict(zip(segments, level.tolist(), strict=True)) for column, level in levels.items()
     }
     return dict(sorted(_distinguish(names, by_measure).items()))
+
+
+def churn_allowed(profile: pd.DataFrame) -> dict[int, bool]:
+    """Per segment: may it carry a churn name (step 7)? All true without lifetime value."""
+    segments = profile["segment_id"].astype(int).tolist()
+    if "p_alive" not in profile.columns:
+        return dict.fromkeys(segments, True)
+    alive = profile["p_alive"].to_numpy(dtype=float)
+    store_alive = float(np.average(alive, weights=profile["size"].to_numpy(dtype=float)))
+    high_spend = [_whole(m) >= 4 for m in segment_scores(profile)["m_score"]]
+    return {
+        seg: bool(high and p < store_alive)
+        for seg, high, p in zip(segments, high_spend, alive, strict=True)
+    }
 
 
 def _descriptive_names(profile: pd.DataFrame, levels: dict[str, np.ndarray]) -> dict[int, str]:
@@ -304,9 +345,10 @@ def _qualify(
     return out
 
 
-def _table_names(profile: pd.DataFrame) -> dict[int, str]:
+def _table_names(profile: pd.DataFrame) -> dict[int, str | None]:
     """Names from NAMING_RULES by deferred acceptance (steps 3 and 4 of the module docstring);
-    a segment left without a free name shares its first choice."""
+    a segment left without a free name shares its first choice; one with no acceptable name at
+    all (step 7) gets None."""
     scores = segment_scores(profile)
     sizes = dict(zip(profile["segment_id"].astype(int), profile["size"].astype(int), strict=True))
     points = {
@@ -329,7 +371,11 @@ def _table_names(profile: pd.DataFrame) -> dict[int, str]:
         outside, distance, *_ = fit(segment, rules[name])
         return (outside, distance if outside else 0.0, order[name])
 
+    churn = churn_allowed(profile)
+
     def acceptable(segment: int, name: str) -> bool:
+        if name in CHURN_NAMES and not churn[segment]:
+            return False
         outside, distance, *_ = fit(segment, rules[name])
         return not outside or distance <= MAX_FALLBACK_DISTANCE
 
@@ -364,7 +410,7 @@ def _table_names(profile: pd.DataFrame) -> dict[int, str]:
             waiting.append(seg)
 
     names = {seg: name for name, seg in holder.items()}
-    names |= {seg: candidates[seg][0] for seg in unnamed}
+    names |= {seg: candidates[seg][0] if candidates[seg] else None for seg in unnamed}
     return names
 
 

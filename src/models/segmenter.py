@@ -3,7 +3,8 @@
 It bundles everything needed to segment transactions it has never seen: the column mapping it
 was trained with (role -> column; a fresh export's headers are matched to it ignoring case and
 spaces, then by the usual aliases, and `columns` overrides win), the parsing settings, the cleaning rules, the RFM settings with the fitted transform, the
-trained classifier and the segment names. New customers always go through the classifier, never
+lifetime-value models fitted on the training customers (for value features), the trained
+classifier and the segment names. New customers always go through the classifier, never
 through a transductive reducer or clusterer.
 """
 
@@ -18,7 +19,8 @@ import pandas as pd
 from src.data.clean import clean_transactions
 from src.data.load import LoadSettings, to_canonical
 from src.errors import UserError
-from src.features.rfm import compute_rfm
+from src.features.rfm import compute_rfm, default_snapshot
+from src.features.value import ValueModel, feature_table, needs_value
 
 OUTPUT_COLUMNS = ("customer_id", "segment_id", "segment_name")
 
@@ -33,6 +35,7 @@ class Segmenter:
     transformer: Any
     classifier: Any
     segment_names: dict[int, str]
+    value_model: ValueModel | None = None  # set when `features` has lifetime-value columns
 
     def segment(
         self,
@@ -52,8 +55,15 @@ class Segmenter:
         clean, _ = clean_transactions(transactions, self.clean_rules)
         if clean.empty:
             raise UserError(f"{source}: no transactions left after cleaning; nothing to segment")
+        snapshot = default_snapshot(clean) if snapshot is None else snapshot
         rfm = compute_rfm(clean, snapshot=snapshot, extras=self.extras)
-        X = np.asarray(self.transformer.transform(rfm[list(self.features)]), dtype=float)
+        value = None
+        if needs_value(self.features):
+            if self.value_model is None:
+                raise ValueError(f"features {self.features} need the lifetime-value model")
+            value = self.value_model.predict(clean, snapshot)
+        table = feature_table(rfm, value, self.features)
+        X = np.asarray(self.transformer.transform(table), dtype=float)
         ids = np.asarray(self.classifier.predict(X), dtype=int)
         return pd.DataFrame(
             {

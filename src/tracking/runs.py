@@ -123,15 +123,15 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 def run_params(
     cfg: DictConfig, picked: Mapping[str, str], digest: str, objective: str | None = None
 ) -> dict[str, str]:
-    """What differs between runs, as params (the runs table compares them): the option names,
-    each chosen option's own settings (`_target_` is the name's class), the seed, the data's
-    digest and, for a trial, its objective. Everything else is in the run's config.yaml."""
+    """What differs between runs, as params (the runs table compares them): the option names
+    (the estimators' and the feature set's), each chosen option's own settings (`_target_` is
+    the name's class), the seed, the data's digest and, for a trial, its objective. Everything else is in the run's config.yaml."""
     options = {
         group: {k: v for k, v in OmegaConf.to_container(cfg[group], resolve=True).items()
                 if k != "_target_"}
         for group in GROUPS
     }  # fmt: skip
-    names = {group: picked[group] for group in GROUPS}
+    names = {group: picked[group] for group in (*GROUPS, "features") if group in picked}
     extra = {"objective": objective} if objective else {}
     return names | flatten(options) | {"seed": str(cfg.seed), "data_digest": digest} | extra
 

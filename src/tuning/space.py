@@ -1,7 +1,8 @@
 """Search spaces declared in config (conf/search/<group>/<option>.yaml) -> Optuna suggestions.
 
-A trial first picks one option per group among those the sweep allows, then samples only that
-option's parameters (conditional sampling). Parameter names carry the option
+A trial first picks one option per group among those the sweep allows (the estimator groups and
+the feature set, `sweep.features`: files of conf/features/), then samples only that option's
+parameters (conditional sampling). Parameter names carry the option
 (`clusterer.gmm.n_components`) so Optuna never mixes two estimators' parameters; the returned
 values use the run config's keys (`clusterer.n_components`).
 
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
+from omegaconf import OmegaConf
 
 from src.errors import UserError
+from src.features.value import needs_value
 from src.models.factory import GROUPS
 
 PARAM_TYPES = ("int", "float", "categorical")
@@ -25,10 +29,13 @@ PARAM_TYPES = ("int", "float", "categorical")
 # GaussianMixture: n_components). DBSCAN and HDBSCAN have none: they find their own.
 K_KEYS = ("n_clusters", "n_components")
 
+FEATURES = "features"  # the config group of feature sets, swept by `sweep.features`
+FEATURE_SETS_DIR = Path(__file__).resolve().parents[2] / "conf" / FEATURES
+
 
 @dataclass(frozen=True)
 class Suggestion:
-    picked: dict[str, str]  # group -> option, e.g. {"reducer": "pca", ...}
+    picked: dict[str, str]  # group -> option, e.g. {"features": "rfm", "reducer": "pca", ...}
     params: dict[str, Any]  # run config key -> sampled value, e.g. "clusterer.n_components" -> 5
 
 
@@ -47,6 +54,7 @@ def allowed_options(sweep: Mapping[str, Any], search: Mapping[str, Any]) -> dict
                 f"known: {sorted(search[group])} (conf/search/{group}/)"
             )
         allowed[group] = options
+    allowed[FEATURES] = feature_sets(sweep[FEATURES])
     return allowed
 
 
@@ -65,6 +73,35 @@ def k_key(clusterer: Mapping[str, Any]) -> str | None:
     return next((key for key in K_KEYS if key in clusterer), None)
 
 
+def feature_sets(options: Sequence[str] | None) -> list[str]:
+    """`sweep.features`, checked against the feature sets in conf/features/."""
+    options = [str(name) for name in options or []]
+    if not options:
+        raise UserError("sweep.features is empty: list at least one feature set, e.g. [rfm]")
+    known = sorted(path.stem for path in FEATURE_SETS_DIR.glob("*.yaml"))
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        raise UserError(
+            f"sweep.features: unknown feature set(s) {unknown}; known: {known} (conf/features/)"
+        )
+    return options
+
+
+def require_value_fit(feature_sets: Sequence[str], value_error: str | None) -> None:
+    """UserError when a swept feature set needs the lifetime-value models and the data could not
+    fit them (`value_error` says why): every trial picking it would fail."""
+    if value_error is None:
+        return
+    for name in feature_sets:
+        columns = OmegaConf.load(FEATURE_SETS_DIR / f"{name}.yaml").get("columns") or []
+        if needs_value(columns):
+            raise UserError(
+                f"sweep.features lists {name}: features={name} needs the lifetime-value models "
+                f"which this store cannot identify ({value_error}); "
+                f"leave {name} out of sweep.features"
+            )
+
+
 def suggest(
     trial: optuna.Trial,
     allowed: Mapping[str, Sequence[str]],
@@ -75,11 +112,13 @@ def suggest(
     clusters is left out (it is fixed, not searched)."""
     picked = {group: trial.suggest_categorical(group, list(allowed[group])) for group in GROUPS}
     params: dict[str, Any] = {}
-    for group, option in picked.items():
+    for group in GROUPS:
+        option = picked[group]
         for name, spec in (search[group][option] or {}).items():
             if k is not None and group == "clusterer" and name in K_KEYS:
                 continue
             params[f"{group}.{name}"] = _suggest_one(trial, f"{group}.{option}.{name}", spec)
+    picked[FEATURES] = trial.suggest_categorical(FEATURES, list(allowed[FEATURES]))
     return Suggestion(picked, params)
 
 

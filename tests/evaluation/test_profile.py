@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 
 from src.evaluation.profile import (
+    CHURN_NAMES,
     NAMING_RULES,
     PROFILE_COLUMNS,
+    VALUE_PROFILE_COLUMNS,
     add_names,
     describe_rules,
     name_segments,
@@ -186,6 +188,57 @@ def test_planted_segments_get_their_classic_names():
     assert names["new"] == "New"
     assert names["gone_quiet"] in {"Can't lose them", "At risk"}
     assert names["middle"] not in {"Champions", "Lost", "New"}
+
+
+def with_p_alive(profile: pd.DataFrame, p_alive: list[float]) -> pd.DataFrame:
+    return profile.assign(p_alive=p_alive)
+
+
+def test_churn_names_need_high_spend_and_falling_p_alive():
+    rows = list(PLANTED.values())  # gone_quiet (index 3): R low, F high, M high
+    falling = name_segments(with_p_alive(make_profile(rows), [0.95, 0.99, 1.0, 0.40, 0.9]))
+    assert falling[3] in CHURN_NAMES
+    # Same behaviour, but the purchase model says they still buy: no win-back name.
+    still_alive = name_segments(with_p_alive(make_profile(rows), [0.95, 0.5, 1.0, 0.99, 0.9]))
+    assert still_alive[3] not in CHURN_NAMES
+    assert still_alive[3] == "Lapsed frequent big spenders"
+    assert [still_alive[i] for i in (0, 1, 2)] == ["Champions", "Lost", "New"]
+
+
+def test_low_spenders_are_never_at_risk_whatever_their_p_alive():
+    # Segment 2: long gone, fairly frequent, but the lowest spend (M score 1).
+    rows = [(5, 20, 200_000), (600, 1, 900), (300, 8, 800), (30, 3, 20_000)]
+    without = name_segments(make_profile(rows))
+    assert without[2] == "At risk"
+    named = name_segments(with_p_alive(make_profile(rows), [0.97, 0.99, 0.2, 0.95]))
+    assert named[2] not in CHURN_NAMES
+    assert len(set(named.values())) == len(named)
+    assert not any(ch.isdigit() for name in named.values() for ch in name)
+
+
+def test_profile_with_lifetime_value_hand_computed():
+    rfm, labels = small_rfm()
+    value = pd.DataFrame(
+        {
+            "p_alive": [0.9, 0.1, 0.8, 0.3, 0.7, 0.2, 1.0, 0.5],
+            "expected_purchases": [2.0, 0.0, 1.0, 0.5, 3.0, 0.5, 4.0, 1.0],
+            "expected_spend": [100.0] * 8,
+            "expected_value": [200.0, 0.0, 100.0, 50.0, 300.0, 50.0, 400.0, 100.0],
+        },
+        index=rfm.index[::-1],  # aligned by customer, not by position
+    )
+    profile = profile_segments(rfm, labels, value)
+    assert list(profile.columns) == list(PROFILE_COLUMNS) + list(VALUE_PROFILE_COLUMNS)
+    # customers by segment: 0 = c1 c3 c5 c7, 1 = c0 c2 c4, 2 = c6 (value rows are reversed)
+    by_customer = value.loc[rfm.index]
+    for segment, members in {0: [1, 3, 5, 7], 1: [0, 2, 4], 2: [6]}.items():
+        rows = by_customer.iloc[members]
+        row = profile.loc[profile["segment_id"] == segment].iloc[0]
+        assert row["p_alive"] == pytest.approx(rows["p_alive"].mean())
+        assert row["expected_purchases"] == pytest.approx(rows["expected_purchases"].mean())
+        assert row["expected_value"] == pytest.approx(rows["expected_value"].mean())
+        assert row["value_share"] == pytest.approx(rows["expected_value"].sum() / 1200.0)
+    assert profile["value_share"].sum() == pytest.approx(1.0)
 
 
 def test_big_spenders_with_few_orders():

@@ -42,7 +42,12 @@ SEARCH = {
     },
     "classifier": {"knn": {"n_neighbors": {"type": "int", "low": 3, "high": 30, "log": True}}},
 }
-SWEEP = {"reducers": ["none", "pca"], "clusterers": ["kmeans", "gmm"], "classifiers": ["knn"]}
+SWEEP = {
+    "reducers": ["none", "pca"],
+    "clusterers": ["kmeans", "gmm"],
+    "classifiers": ["knn"],
+    "features": ["rfm"],
+}
 
 
 def test_only_the_chosen_components_parameters_are_sampled():
