@@ -74,4 +74,13 @@ def print_summary(
     if tracking is not None:
         settings, run_id = tracking
         print(f"MLflow run {run_id} in experiment '{settings.experiment}'")
-        print(f"open the MLflow UI: mlflow ui --backend-store-uri {settings.uri}")
+        print(f"open the MLflow UI: {ui_command(str(settings.uri))}")
+
+
+def ui_command(uri: str) -> str:
+    """How to open the UI on the store `uri`: a tracking server serves it itself."""
+    if uri.startswith(("http://", "https://")):
+        return uri
+    return "python -m src.ui" + (
+        "" if uri == "sqlite:///mlflow.db" else f" --backend-store-uri {uri}"
+    )

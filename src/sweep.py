@@ -587,7 +587,7 @@ def _register_best(
                 "objective_value": f"{best.values[0]:.6g}",
                 "f1_macro": str(attrs.get("f1_macro")),
             },
-            once_key={"study": study.study_name, "trial": str(best.number)},
+            once_key={"study": study.study_name, "trial": str(shown_number(best))},
         )
         study.set_user_attr("registered_trial", best.number)
         study.set_user_attr("registered_version", str(version.version))

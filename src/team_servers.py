@@ -2,7 +2,8 @@
 
 Creates the MLflow and Optuna databases on the PostgreSQL server if they are missing, starts
 `mlflow server` on the MLflow database with an artifact destination and port, waits until it
-answers, prints what each team member sets, and stops the server cleanly on Ctrl-C or SIGTERM.
+answers, prints what each team member sets, and stops the server cleanly on Ctrl-C, SIGTERM or
+a closed terminal (src.servers).
 For a real deployment (a server others reach, restarts, backups) see deploy/compose.yaml.
 
     python -m src.team_servers --database postgresql://postgres:PASSWORD@127.0.0.1:5432 \\
@@ -13,20 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from src.cli import exit_on_user_error
 from src.errors import UserError
 from src.secrets import mask_secrets
+from src.servers import serve
 from src.stores import STUDY_DB_SUFFIX, ensure_database, normalise_url, with_database
 
 STARTUP_SECONDS = 180  # a fresh database: MLflow creates and migrates its tables first
-STOP_SECONDS = 20
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,20 +54,6 @@ def server_command(args: argparse.Namespace, artifacts: str) -> list[str]:
     ]  # fmt: skip
 
 
-def wait_until_up(url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise UserError(f"mlflow server exited with status {server.returncode}; see above")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise UserError(f"mlflow server did not answer at {url} within {STARTUP_SECONDS} s")
-
-
 def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         args = parse_args(argv)
@@ -86,48 +69,22 @@ def main(argv: list[str] | None = None) -> None:
         if "://" not in artifacts:
             Path(artifacts).mkdir(parents=True, exist_ok=True)
             artifacts = str(Path(artifacts).resolve())
-        # Its own process group: Ctrl-C in this terminal reaches us, and we stop the server's
-        # workers with it as one.
-        server = subprocess.Popen(
-            server_command(args, artifacts),
-            env=os.environ | {"MLFLOW_BACKEND_STORE_URI": mlflow_db},
-            start_new_session=True,
+        tracking = f"http://{args.host}:{args.port}"
+        ready = (
+            f"\nMLflow tracking server on {mask_secrets(mlflow_db)}, artifacts in {artifacts}\n"
+            "Every team member runs sweeps with (*** = the database password):\n"
+            f"  export MLFLOW_TRACKING_URI={tracking}\n"
+            f"  python -m src.sweep sweep.storage={mask_secrets(optuna_db)} "
+            "sweep.study_name=<shared name>\n"
+            "Ctrl-C stops the server."
         )
-        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
-        try:
-            tracking = f"http://{args.host}:{args.port}"
-            wait_until_up(tracking, server)
-            print(
-                f"\nMLflow tracking server on {mask_secrets(mlflow_db)}, artifacts in {artifacts}\n"
-                "Every team member runs sweeps with (*** = the database password):\n"
-                f"  export MLFLOW_TRACKING_URI={tracking}\n"
-                f"  python -m src.sweep sweep.storage={mask_secrets(optuna_db)} "
-                "sweep.study_name=<shared name>\n"
-                "Ctrl-C stops the server.",
-                flush=True,
-            )
-            server.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second kill must not cut this
-            _stop(server)
-        print("mlflow server stopped", flush=True)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (uvicorn and its workers), SIGKILL if it lingers."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        serve(
+            server_command(args, artifacts),
+            tracking,
+            ready,
+            STARTUP_SECONDS,
+            env=os.environ | {"MLFLOW_BACKEND_STORE_URI": mlflow_db},
+        )
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def test_run_is_logged_by_the_contract(finished):
     } <= plots
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.digest == tags["data_digest"]
-    assert "mlflow ui --backend-store-uri" in done.stdout
+    assert "open the MLflow UI: python -m src.ui --backend-store-uri sqlite:///" in done.stdout
 
 
 def test_segments_cover_every_clean_customer_once(finished):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,3 +45,32 @@ def test_without_out_it_says_what_is_needed(tmp_path):
     done = command(cwd=tmp_path)
     assert done.returncode == 2
     assert "out=PATH is required" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_until_cuts_the_same_store_at_a_day(tmp_path):
+    """Two cuts are one store's exports taken on different days: the earlier one is the later
+    one's first lines, and holds no sale after its day."""
+    january = command("out=export_2026-01.json", "until=2026-01-31", "customers=40", cwd=tmp_path)
+    assert january.returncode == 0, january.stderr
+    assert "sales up to 2026-01-31" in january.stdout
+    whole = command("out=export_all.json", "customers=40", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    cut = json.loads((tmp_path / "export_2026-01.json").read_text(encoding="utf-8-sig"))
+    full = json.loads((tmp_path / "export_all.json").read_text(encoding="utf-8-sig"))
+    assert 0 < len(cut) < len(full)
+    assert cut == full[: len(cut)]
+    dates = pd.to_datetime(
+        pd.Series([r["date"] for r in full]), format="mixed", dayfirst=True, errors="coerce"
+    )
+    real = dates[dates <= "2026-06-30T23:59:59"]  # not the export's unreadable or future dates
+    assert real[real.index < len(cut)].max() < pd.Timestamp("2026-02-01")
+    assert real[real.index >= len(cut)].min() >= pd.Timestamp("2026-02-01")
+
+
+def test_until_outside_the_history_or_not_a_day_is_refused(tmp_path):
+    for value, message in (("2027-01-31", "history runs from 2023-07-01 to 2026-06-30"),
+                           ("January", "give a day as YYYY-MM-DD")):  # fmt: skip
+        done = command("out=x.json", f"until={value}", "customers=5", cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert f"until={value}" in done.stderr and message in done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "x.json").exists()

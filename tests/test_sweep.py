@@ -77,10 +77,10 @@ def test_trials_are_nested_under_one_sweep_run(swept):
     trials = [r for r in runs if r.data.tags["run_kind"] == "trial"]
     assert len(trials) == 4
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
-    assert sorted(int(r.data.tags["trial"]) for r in trials) == [0, 1, 2, 3]
+    assert sorted(int(r.data.tags["trial"]) for r in trials) == [1, 2, 3, 4]  # as people count
     for run in trials:
         combination = "-".join(run.data.tags[g] for g in ("reducer", "clusterer", "classifier"))
-        assert run.info.run_name == f"t{int(run.data.tags['trial']) + 1:03d}-{combination}"
+        assert run.info.run_name == f"t{int(run.data.tags['trial']):03d}-{combination}"
         assert "cluster/silhouette" in run.data.metrics
         assert not [m for m in run.data.metrics if m.startswith("trial/")]  # no duplicates
         assert run.data.metrics["time/tracking_s"] > 0
@@ -160,7 +160,7 @@ def test_best_feasible_model_is_registered_as_candidate(swept):
         ),
         key=lambda t: t.value,
     )
-    assert version.tags["trial"] == str(best.number)
+    assert version.tags["trial"] == str(best.number + 1)
     assert version.tags["run_id"] == best.user_attrs["mlflow_run_id"]
     assert version.tags["objective"] == "cluster/silhouette"
     assert float(version.tags["objective_value"]) == pytest.approx(best.value, rel=1e-5)
@@ -241,12 +241,12 @@ def test_two_sweeps_on_one_storage_share_the_study(tmp_path, store_path):
         [mlflow_client.get_experiment_by_name("customer-segmentation").experiment_id],
         filter_string="tags.run_kind = 'trial'",
     )
-    assert sorted(int(r.data.tags["trial"]) for r in runs) == list(range(6))
+    assert sorted(int(r.data.tags["trial"]) for r in runs) == list(range(1, 7))
     assert len(versions(tmp_path)) == 1
     # Each worker draws the plots of its latest best-so-far trial if that is still the best when
     # it ends: the final best always has them, and no more than one trial per worker does.
     with_plots = {
-        int(r.data.tags["trial"])
+        int(r.data.tags["trial"]) - 1  # Optuna's number
         for r in runs
         if mlflow_client.list_artifacts(r.info.run_id, "plots")
     }

@@ -23,7 +23,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -713,11 +713,23 @@ class _Columns:
     product: np.ndarray  # index into code_table
     customer: np.ndarray  # object: int, str (number as text or a test account) or None (guest)
     customer_number: np.ndarray  # int64 id where `customer` is an int
+    ts: np.ndarray  # when the sale happened (seconds since HISTORY_START), whatever `date` shows
     address_table: np.ndarray
     code_table: np.ndarray
 
     def __len__(self) -> int:
         return int(self.date.size)
+
+    def until(self, last_day: date) -> _Columns:
+        """The lines sold up to the end of `last_day`: the export as 1C would have written it
+        that evening (the same lines, ids and quirks as the whole history's, in the same order)."""
+        keep = self.ts < ((last_day - HISTORY_START).days + 1) * 86_400
+        per_row = {
+            f.name: getattr(self, f.name)[keep]
+            for f in fields(self)
+            if f.name not in ("address_table", "code_table")
+        }
+        return replace(self, **per_row)
 
     def _mixed(self, numbers: np.ndarray, text: np.ndarray, sl: slice) -> np.ndarray:
         out = numbers[sl].astype(object)
@@ -846,6 +858,7 @@ def _columns(store: _Store, dirt: DirtRates, rng: np.random.Generator) -> _Colum
         product=lines["product"][rows],
         customer=customer[rows],
         customer_number=number[rows],
+        ts=lines["ts"][rows],
         address_table=store.addresses,
         code_table=store.catalog.code,
     )
@@ -900,17 +913,33 @@ class ExportSummary:
 
 
 def write_export(
-    path: str | Path, n_customers: int, seed: int, dirt: DirtRates | None = None
+    path: str | Path,
+    n_customers: int,
+    seed: int,
+    dirt: DirtRates | None = None,
+    until: date | None = None,
 ) -> Path:
     """Write the export (JSON array, UTF-8 with BOM; gzip if the name ends in .gz) and its truth
-    sidecar, each atomically. Same arguments -> same bytes (gzip mtime 0, no file name)."""
-    return _export(path, n_customers, seed, dirt).path
+    sidecar, each atomically. Same arguments -> same bytes (gzip mtime 0, no file name).
+    `until`: only the lines sold up to that day (HISTORY_START..HISTORY_END), as an export taken
+    then; None = the whole history. The truth lists every customer, bought yet or not."""
+    return _export(path, n_customers, seed, dirt, until).path
 
 
-def _export(path: str | Path, n_customers: int, seed: int, dirt: DirtRates | None) -> ExportSummary:
+def _export(
+    path: str | Path,
+    n_customers: int,
+    seed: int,
+    dirt: DirtRates | None,
+    until: date | None = None,
+) -> ExportSummary:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns, truth = _build(n_customers, seed, dirt)
+    if until is not None:
+        if not HISTORY_START <= until <= HISTORY_END:
+            raise ValueError(f"until={until}: the history runs {HISTORY_START}..{HISTORY_END}")
+        columns = columns.until(until)
     n_lines = len(columns)
     with _atomic(truth_path(path)) as handle:
         handle.write(truth.to_csv(index=False, lineterminator="\n").encode("utf-8"))

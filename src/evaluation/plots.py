@@ -1055,8 +1055,10 @@ def leaderboard_bars(board: pd.DataFrame, metric: str) -> Figure:
             note = f"no feasible trial ({int(row['trials'])} tried)"
             ax.text(0, y, "  " + note, va="center", fontsize=8, color="0.4")
             continue
+        # F1 is among the objectives' columns when it is one of them (the board shows it once)
+        f1 = row["f1_macro"] if "f1_macro" in row else row["classifier/f1_macro"]
         note = (
-            f" {value:.3f}  ·  {int(row['n_segments'])} segments  ·  F1 {row['f1_macro']:.2f}  ·  "
+            f" {value:.3f}  ·  {int(row['n_segments'])} segments  ·  F1 {f1:.2f}  ·  "
             f"{int(row['feasible'])}/{int(row['trials'])} feasible"
         )
         ax.text(max(value, 0), y, note, va="center", fontsize=8)

@@ -33,7 +33,7 @@ from src.tuning.objective import (
     objective_values,
 )
 from src.tuning.space import Suggestion, k_key, suggest
-from src.tuning.study import best_feasible, is_feasible, pareto_front
+from src.tuning.study import best_feasible, is_feasible, pareto_front, shown_number
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class BestPlots:
             log_plots(kept.figures(), self.run_id)
             MlflowClient().log_metric(self.run_id, "time/plots_s", kept.metrics["time/plots_s"])
         except Exception as err:  # any failure to draw or upload
-            log.warning("plots of the best trial #%d not logged: %s", self.trial_number, err)
+            log.warning("plots of the best trial %d not logged: %s", shown_number(best), err)
 
 
 def propose(setup: TrialSetup, trial: optuna.Trial) -> Suggestion:
@@ -157,8 +157,12 @@ def _tracked(
     from src.tracking.runs import configure, tracked_run
 
     configure(OmegaConf.create(setup.tracking))
-    tags = {"trial": str(trial.number), "study": study.study_name, "data_digest": setup.data.digest}
-    name = trial_run_name(trial.number, picked)
+    tags = {
+        "trial": str(shown_number(trial)),
+        "study": study.study_name,
+        "data_digest": setup.data.digest,
+    }
+    name = trial_run_name(shown_number(trial), picked)
     with tracked_run(
         picked, "trial", parent_run_id=setup.parent_run_id, tags=tags, name=name
     ) as run:
@@ -166,12 +170,12 @@ def _tracked(
         yield run
 
 
-def trial_run_name(number: int, picked: dict[str, str]) -> str:
-    """`t007-pca-kmeans-xgboost` for Optuna's trial 6: 1-based, as the console counts trials,
-    zero-padded so the runs table sorts them in order."""
+def trial_run_name(shown: int, picked: dict[str, str]) -> str:
+    """`t007-pca-kmeans-xgboost` for trial 7 (`shown_number`, Optuna's trial 6), zero-padded so
+    the runs table sorts them in order."""
     from src.tracking.runs import run_name
 
-    return f"t{number + 1:03d}-{run_name(picked)}"
+    return f"t{shown:03d}-{run_name(picked)}"
 
 
 def end_orphan_runs(setup: TrialSetup, study: optuna.Study) -> int:
@@ -194,7 +198,9 @@ def end_orphan_runs(setup: TrialSetup, study: optuna.Study) -> int:
     running = retry(
         lambda: client.search_runs([experiment.experiment_id], query), "finding orphan runs"
     )
-    live = {t.number for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING}
+    live = {
+        shown_number(t) for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING
+    }
     orphans = [r for r in running if int(r.data.tags.get("trial", -1)) not in live]
     for run in orphans:
         retry(lambda r=run: client.set_terminated(r.info.run_id, "KILLED"), "ending an orphan run")

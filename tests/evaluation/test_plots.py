@@ -440,3 +440,19 @@ def test_leaderboard_bars_has_one_bar_per_feasible_combination():
     assert any("no feasible trial (2 tried)" in t.get_text() for t in ax.texts)
     by_height = {t.get_position()[1]: t.get_text() for t in ax.get_yticklabels()}
     assert [by_height[y] for y in sorted(by_height, reverse=True)] == board["combination"].tolist()
+
+
+def test_leaderboard_bars_read_f1_from_its_objective_column_when_it_is_one():
+    """A sweep on [cluster/silhouette, classifier/f1_macro] shows F1 once, as an objective."""
+    board = pd.DataFrame(
+        {
+            "combination": ["pca-kmeans-xgboost"],
+            "trials": [2],
+            "feasible": [2],
+            "cluster/silhouette": [0.45],
+            "classifier/f1_macro": [0.97],
+            "n_segments": [4],
+        }
+    )
+    fig = plots.leaderboard_bars(board, "cluster/silhouette")
+    assert any("F1 0.97" in t.get_text() for t in fig.axes[0].texts)
