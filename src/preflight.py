@@ -32,7 +32,7 @@ from src.data.load import (
     to_canonical,
 )
 from src.errors import UserError
-from src.features.rfm import make_transformer
+from src.features.rfm import check_log_columns, make_transformer
 from src.features.value import check_columns, check_horizon
 from src.models.factory import GROUPS, build_estimator, estimator_class
 from src.pipeline import cpu_threads
@@ -47,6 +47,10 @@ def check_run(cfg: DictConfig) -> None:
     check_settings(cfg)
     for group in GROUPS:
         build_estimator(group, OmegaConf.to_container(cfg[group], resolve=True))
+    if _is_value_tiers(cfg.clusterer):
+        check_value_tiers(
+            _reducer_choice(cfg), list(cfg.features.columns), int(cfg.clusterer.get("column", 0))
+        )
     check_writable_folder(Path(str(cfg.outputs_dir)), f"outputs_dir={cfg.outputs_dir}")
     check_export(cfg.data)
 
@@ -62,7 +66,58 @@ def check_sweep(cfg: DictConfig) -> None:
         for option in allowed[group]:
             spec = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
             estimator_class(group, spec.get("_target_"))
+    tiers = [c for c in allowed["clusterer"] if _is_value_tiers(_option("clusterer", c))]
+    for clusterer in tiers:
+        column = int(_option("clusterer", clusterer).get("column", 0))
+        for reducer in allowed["reducer"]:
+            for features in allowed["features"]:
+                columns = list(_option("features", features).get("columns") or [])
+                check_value_tiers(reducer, columns, column, sweep=True)
     check_export(cfg.data)
+
+
+# Feature columns whose larger values mean a more valuable customer: what value tiers may cut.
+TIERABLE = ("expected_value", "monetary", "expected_purchases")
+
+
+def check_value_tiers(reducer: str, columns: list[str], column: int, sweep: bool = False) -> None:
+    """clusterer=value_tiers cuts one feature column into tiers: it needs the features themselves
+    (reducer=none) and a column where more is better."""
+    where = "sweep.reducers/sweep.clusterers" if sweep else "reducer"
+    if reducer != "none":
+        raise UserError(
+            f"clusterer=value_tiers tiers a feature column, not a {reducer} component: use "
+            f"reducer=none ({where}; sweep value_tiers in a sweep of its own with "
+            "'sweep.reducers=[none]')"
+        )
+    name = columns[column] if 0 <= column < len(columns) else None
+    if name not in TIERABLE:
+        raise UserError(
+            f"clusterer=value_tiers (clusterer.column={column}) would tier {name or 'no column'} of "
+            f"features.columns {columns}: it needs one of {list(TIERABLE)}, e.g. features=value"
+        )
+
+
+def _is_value_tiers(spec: object) -> bool:
+    return str(spec.get("_target_", "")).endswith(".ValueTiers")  # type: ignore[attr-defined]
+
+
+def _option(group: str, name: str) -> DictConfig:
+    """conf/<group>/<name>.yaml with its defaults (a feature set inherits rfm's columns)."""
+    spec = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
+    base = [d for d in spec.get("defaults", []) if isinstance(d, str) and d != "_self_"]
+    merged = OmegaConf.merge(*(_option(group, b) for b in base), spec) if base else spec
+    return merged
+
+
+def _reducer_choice(cfg: DictConfig) -> str:
+    """The reducer option of the running Hydra app; outside one, "none" for the identity."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices["reducer"])
+    target = str(cfg.reducer.get("_target_", ""))
+    return "none" if target.endswith("FunctionTransformer") else target.rsplit(".", 1)[-1]
 
 
 def check_predict(cfg: DictConfig) -> None:
@@ -81,7 +136,8 @@ def check_settings(cfg: DictConfig) -> None:
     """Settings read only after the data are loaded: refused now instead."""
     resolve_rules(OmegaConf.to_container(cfg.clean, resolve=True))
     make_transformer(cfg.features.transform, seed=int(cfg.seed))
-    check_columns(cfg.features.columns, cfg.features.extras)
+    columns = check_columns(cfg.features.columns, cfg.features.extras)
+    check_log_columns(cfg.features.transform.get("log", True), columns)
     check_horizon(cfg.clv.horizon_days)
     cpu_threads(cfg.threads)
     if int(cfg.validation.holdout_days) < 0:

@@ -35,13 +35,25 @@ def data(store_path, make_cfg):
 
 def test_option_files_are_all_there():
     assert REDUCERS == ["none", "pca", "tsne", "umap"]
-    assert CLUSTERERS == ["agglomerative", "birch", "dbscan", "gmm", "hdbscan", "kmeans"]
+    assert CLUSTERERS == [
+        "agglomerative",
+        "birch",
+        "dbscan",
+        "gmm",
+        "hdbscan",
+        "kmeans",
+        "value_tiers",
+    ]
     assert CLASSIFIERS == ["knn", "logistic_regression", "random_forest", "xgboost"]
 
 
 @pytest.mark.parametrize(
     ("reducer", "clusterer", "classifier"),
-    list(itertools.product(REDUCERS, CLUSTERERS, CLASSIFIERS)),
+    [
+        combination
+        for combination in itertools.product(REDUCERS, CLUSTERERS, CLASSIFIERS)
+        if combination[1] != "value_tiers"  # tiers a feature column: its own test below
+    ],
 )
 def test_combination_runs(data, make_cfg, store_path, reducer, clusterer, classifier):
     if reducer == "umap" and importlib.util.find_spec("umap") is None:
@@ -73,6 +85,28 @@ def test_combination_runs(data, make_cfg, store_path, reducer, clusterer, classi
     np.testing.assert_array_equal(
         relabelled[by_classifier.to_numpy()], labelled["segment_id"][by_classifier].to_numpy()
     )
+
+
+@pytest.mark.parametrize("classifier", CLASSIFIERS)
+def test_value_tiers_cut_expected_value_into_contiguous_tiers(make_cfg, store_path, classifier):
+    cfg = make_cfg(
+        f"data.path={store_path}",
+        "tracking=none",
+        "features=value",
+        "reducer=none",
+        "clusterer=value_tiers",
+        f"classifier={classifier}",
+    )
+    data = prepare_data(cfg, with_figures=False)
+    result = run_pipeline(cfg, data)
+    value = data.value["expected_value"]
+    segments = result.segments.set_index("customer_id")["segment_id"].reindex(value.index)
+    assert segments.nunique() == 5
+    assert (segments.value_counts() >= np.ceil(0.02 * len(segments))).all()
+    # contiguous in expected value: no customer of a tier is worth less than one of a lower tier
+    ranges = value.groupby(segments).agg(["min", "max"]).sort_values("min")
+    assert (ranges["min"].to_numpy()[1:] > ranges["max"].to_numpy()[:-1]).all()
+    assert result.metrics["classifier/f1_macro"] > 0.8
 
 
 def test_load_section_of_the_report_and_the_model_remember_the_column_mapping(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from src.errors import UserError
-from src.preflight import HEAD_BYTES, check_export, check_run, export_head
+from src.preflight import HEAD_BYTES, check_export, check_run, check_sweep, export_head
 
 RECORDS = [
     {"date": "05.03.2025 10:00:00", "order_id": i, "sum": "1 234,50", "CustomerID": 1000 + i}
@@ -120,3 +120,32 @@ def test_the_head_is_decoded_by_the_loaders_rule(tmp_path, make_cfg):
     path.write_bytes("CustomerID,date,betrag\n1001,2025-03-05,100\n".encode("utf-16"))
     with pytest.raises(UserError, match=r"no column found for amount"):
         check_export(make_cfg(f"data.path={path}").data)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["clusterer=value_tiers", "features=value"], r"not a PCA component: use reducer=none"),
+        (["clusterer=value_tiers", "reducer=none"], r"would tier recency of features\.columns"),
+        (["features=value", "features.transform.log=[monetary]"], r"\['monetary'\] not among"),
+    ],
+)
+def test_value_tiers_settings_are_refused_before_the_data_are_read(
+    tmp_path, make_cfg, overrides, message
+):
+    path = tmp_path / "export.json"
+    write(path, "json")
+    with pytest.raises(UserError, match=message):
+        check_run(make_cfg(f"data.path={path}", *overrides))
+    check_run(
+        make_cfg(f"data.path={path}", "features=value", "reducer=none", "clusterer=value_tiers")
+    )
+
+
+def test_a_sweep_pairing_value_tiers_with_a_reducer_is_refused(tmp_path, make_cfg):
+    path = tmp_path / "export.json"
+    write(path, "json")
+    sweep = [f"data.path={path}", "sweep.clusterers=[value_tiers]", "sweep.features=[value]"]
+    with pytest.raises(UserError, match=r"use reducer=none \(sweep\.reducers"):
+        check_sweep(make_cfg(*sweep, "sweep.reducers=[none,pca]", config_name="sweep"))
+    check_sweep(make_cfg(*sweep, "sweep.reducers=[none]", config_name="sweep"))

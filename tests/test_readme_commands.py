@@ -135,6 +135,9 @@ COMMANDS: dict[str, Run | Serve | Covered] = {
     "python -m src.run": Run(
         expect=("cluster/silhouette",), files=("mlflow.db", "outputs", "mlartifacts")
     ),
+    "python -m src.run features=value reducer=none clusterer=value_tiers": Covered(
+        "tests/test_pipeline.py::test_value_tiers_cut_expected_value_into_contiguous_tiers"
+    ),
     "python -m src.ui": Covered(
         "tests/test_ui.py::test_the_ui_answers_and_stopping_it_leaves_no_process"
     ),

@@ -19,7 +19,7 @@ Speed matters (exports have millions of lines), so nothing here groups by string
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -380,6 +380,28 @@ def log1p_clipped(X: Any) -> np.ndarray:
     return np.log1p(np.clip(np.asarray(X, dtype="float64"), 0.0, None))
 
 
+def log1p_columns(X: Any, columns: tuple[str, ...]) -> np.ndarray:
+    """``log1p_clipped`` on the named `columns` of the DataFrame X, the others as they are (the
+    column order is kept)."""
+    values = np.asarray(X, dtype="float64").copy()
+    names = list(X.columns)
+    for i, name in enumerate(names):
+        if name in columns:
+            values[:, i] = log1p_clipped(values[:, i])
+    return values
+
+
+def check_log_columns(log: Any, columns: Iterable[str]) -> None:
+    """`features.transform.log` as a list must name feature columns."""
+    if isinstance(log, bool | np.bool_ | str) or not isinstance(log, Iterable):
+        return  # make_transformer judges the other forms
+    unknown = [str(name) for name in log if str(name) not in set(columns)]
+    if unknown:
+        raise UserError(
+            f"features.transform.log: {unknown} not among the feature columns {list(columns)}"
+        )
+
+
 def as_float_array(X: Any) -> np.ndarray:
     """The values as a float ndarray (the no-log step), so every pipeline returns numpy."""
     return np.asarray(X, dtype="float64")
@@ -394,7 +416,8 @@ def make_transformer(spec: Mapping[str, Any], seed: int) -> Pipeline:
     """The unfitted transform of the RFM table, from ``cfg.features.transform``.
 
     `log` (default true): ``log1p_clipped`` on every column (recency, frequency, monetary and the
-    extras are all non-negative and right-skewed). `scaler` (default standard): ``standard``,
+    extras are all non-negative and right-skewed); a list of column names logs only those (the
+    transform is then fitted on a DataFrame with those columns). `scaler` (default standard): ``standard``,
     ``robust`` (median/IQR, for heavy tails), ``yeo-johnson`` / ``box-cox`` (power transforms), ``quantile`` (rank-based, to a normal
     distribution, seeded) or ``none``. Picklable (module-level functions only); fitted on a
     DataFrame it keeps the input column names (``get_feature_names_out``) and outputs numpy.
@@ -407,7 +430,11 @@ def make_transformer(spec: Mapping[str, Any], seed: int) -> Pipeline:
         )
     log = spec.get("log", True)
     if not isinstance(log, bool | np.bool_):
-        raise UserError(f"features.transform.log={log}: must be true or false")
+        if not isinstance(log, Sequence) or isinstance(log, str):
+            raise UserError(
+                f"features.transform.log={log}: must be true, false or a list of feature columns"
+            )
+        log = tuple(str(name) for name in log)
     scaler_name = str(spec.get("scaler", "standard")).lower()
     scalers: dict[str, Any] = {
         "standard": StandardScaler,
@@ -430,7 +457,12 @@ def make_transformer(spec: Mapping[str, Any], seed: int) -> Pipeline:
             f"features.transform.scaler={spec.get('scaler')}: unknown scaler; use one of "
             f"{', '.join(SCALERS)}"
         )
-    first = FunctionTransformer(
-        log1p_clipped if log else as_float_array, feature_names_out="one-to-one"
-    )
+    if isinstance(log, tuple):
+        first = FunctionTransformer(
+            log1p_columns, kw_args={"columns": log}, feature_names_out="one-to-one"
+        )
+    else:
+        first = FunctionTransformer(
+            log1p_clipped if log else as_float_array, feature_names_out="one-to-one"
+        )
     return Pipeline([("log" if log else "values", first), ("scale", scalers[scaler_name]())])

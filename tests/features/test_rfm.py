@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from src.errors import UserError
-from src.features.rfm import EXTRAS, compute_rfm, default_snapshot, make_transformer
+from src.features.rfm import (
+    EXTRAS,
+    check_log_columns,
+    compute_rfm,
+    default_snapshot,
+    make_transformer,
+)
 
 DAY = pd.Timedelta(days=1)
 
@@ -293,6 +299,23 @@ def test_negative_monetary_is_clipped_before_log():
     rfm = pd.DataFrame({"recency": [1.0, 3.0], "frequency": [1, 2], "monetary": [-50.0, 99.0]})
     X = make_transformer({"log": True, "scaler": "none"}, seed=0).fit_transform(rfm)
     np.testing.assert_allclose(X[:, 2], [0.0, np.log(100.0)])
+
+
+def test_log_list_logs_only_the_named_columns_in_place():
+    table = pd.DataFrame(
+        {"expected_value": [10.0, 1000.0], "recency": [3.0, 30.0], "frequency": [1, 9]}
+    )
+    spec = OmegaConf.create({"log": ["recency", "frequency"], "scaler": "none"})
+    X = make_transformer(spec, seed=0).fit_transform(table)
+    np.testing.assert_allclose(X[:, 0], [10.0, 1000.0])  # money stays money
+    np.testing.assert_allclose(X[:, 1:], np.log1p([[3.0, 1.0], [30.0, 9.0]]))
+
+
+def test_log_list_must_name_feature_columns():
+    check_log_columns(["recency"], ["expected_value", "recency"])
+    check_log_columns(True, ["recency"])
+    with pytest.raises(UserError, match=r"features\.transform\.log: \['monetry'\] not among"):
+        check_log_columns(["monetry"], ["recency", "frequency", "monetary"])
 
 
 def test_no_log_no_scaler_is_identity():

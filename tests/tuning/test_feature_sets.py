@@ -52,5 +52,6 @@ def test_trial_config_of_the_value_feature_set():
     suggestion = suggest(optuna.create_study().ask(), allowed, SEARCH)
     cfg = compose_run_config(setup, suggestion)
     assert list(cfg.features.columns) == ["expected_value", "p_alive", "recency", "frequency"]
-    assert cfg.features.transform.log is True  # the rfm set's transform, inherited
+    assert list(cfg.features.transform.log) == ["recency", "frequency"]  # money stays money
+    assert cfg.features.transform.scaler == "standard"
     assert cfg.clv.horizon_days == 90
