@@ -8,6 +8,8 @@
 - ``run`` / ``sweep``: whole commands' wall times (``cli_runs.py``); ``predict``: a 1M-line export
   through a trained model (``predict.py``); ``clv``: lifetime-value fit times (``clv.py``);
   ``holdout``: the segments' hold-out eta-squared beside three baselines (``holdout.py``).
+- ``ui-screenshots``: README's screenshots of MLflow's UI, taken in headless chromium
+  (``mlflow_ui.py``).
 
 Subcommands are registered in ``COMMANDS``.
 """
@@ -30,6 +32,7 @@ import pandas as pd
 from src.bench.cli_runs import add_run, add_sweep, bench_run, bench_sweep  # noqa: E402
 from src.bench.clv import add_clv, bench_clv  # noqa: E402
 from src.bench.holdout import add_holdout, bench_holdout  # noqa: E402
+from src.bench.mlflow_ui import add_ui_screenshots, run_ui_screenshots  # noqa: E402
 from src.bench.team import add_team, bench_team  # noqa: E402
 
 REPEATS = 3
@@ -337,6 +340,11 @@ COMMANDS: dict[str, tuple[str, Callable[..., None], Callable[[argparse.Namespace
         "segments vs value ranking, KMeans, RFM quintiles on future spend and orders",
         add_holdout,
         bench_holdout,
+    ),
+    "ui-screenshots": (
+        "a sweep in MLflow's UI in headless chromium, saved as docs/*.png",
+        add_ui_screenshots,
+        run_ui_screenshots,
     ),
 }
 

@@ -33,6 +33,7 @@ from src.secrets import mask_secrets
 from src.sqlite_wal import use_wal
 from src.stores import normalise_url, sqlite_path, store_lock
 from src.tracking.pyfunc import log_segmenter
+from src.tracking.ui_view import ensure_compare_view
 
 log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000
@@ -232,6 +233,7 @@ def log_record(record: RunRecord) -> str | None:
     mlflow.set_tag(NOTE_TAG, record.description)
     log_dataset(record)
     mlflow.log_metrics(record.metrics)
+    ensure_compare_view(mlflow.active_run().info.experiment_id, record.metrics)
     if record.out_dir is not None:
         log_outputs(record.out_dir, {})
     if record.segmenter is None:
@@ -342,6 +344,7 @@ def carry_best_trial(study_name: str, best_run_id: str, description: str) -> Non
     parent = mlflow.active_run()
     best = client.get_run(best_run_id)
     mlflow.log_metrics({k: v for k, v in best.data.metrics.items() if not k.startswith("time/")})
+    ensure_compare_view(best.info.experiment_id, best.data.metrics)  # with the trial's late timings
     mlflow.set_tags({"best_trial": best.info.run_name, "best_run_id": best_run_id})
     link = f"[{best.info.run_name}](#/experiments/{best.info.experiment_id}/runs/{best_run_id})"
     mlflow.set_tag(NOTE_TAG, f"{description}\n\nBest trial: {link}.")
