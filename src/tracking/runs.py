@@ -33,7 +33,7 @@ from src.secrets import mask_secrets
 from src.sqlite_wal import use_wal
 from src.stores import normalise_url, sqlite_path, store_lock
 from src.tracking.pyfunc import log_segmenter
-from src.tracking.ui_view import ensure_compare_view
+from src.tracking.ui_view import ensure_compare_view, metric_order
 
 log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000
@@ -232,7 +232,8 @@ def log_record(record: RunRecord) -> str | None:
     mlflow.log_params(record.params)
     mlflow.set_tag(NOTE_TAG, record.description)
     log_dataset(record)
-    mlflow.log_metrics(record.metrics)
+    # in reading order: the run page lists metrics as they were logged
+    mlflow.log_metrics({name: record.metrics[name] for name in metric_order(record.metrics)})
     ensure_compare_view(mlflow.active_run().info.experiment_id, record.metrics)
     if record.out_dir is not None:
         log_outputs(record.out_dir, {})

@@ -46,10 +46,14 @@ def metric_column(name: str) -> str:
 
 def view_state(metrics: Iterable[str]) -> dict:
     """The view's state as MLflow's runs table stores it: shown columns and their order, sort."""
-    columns = [*TAG_COLUMNS, *(metric_column(m) for m in metric_order(metrics))]
+    ordered = metric_order(metrics)
+    columns = [*TAG_COLUMNS, *(metric_column(m) for m in ordered)]
+    # wide enough for the metric's name: the UI's default cuts "cluster/silhouette" short
+    widths = {metric_column(m): max(100, 8 * len(m) + 30) for m in ordered}
     return {
         "selectedColumns": columns,
         "columnOrder": columns,
+        "columnWidths": widths | {TAG_COLUMNS[0]: 70, TAG_COLUMNS[1]: 190},
         "orderByKey": metric_column(RANKED_BY),
         "orderByAsc": False,
     }
