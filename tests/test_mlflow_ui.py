@@ -23,7 +23,7 @@ from src.bench.mlflow_ui import (
     table_rows,
     wait_for,
 )
-from src.tracking.ui_view import metric_order
+from src.tracking.ui_view import metric_order, runs_table_url
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "ui-check"
@@ -123,3 +123,13 @@ def test_compare_view_shows_the_best_tag_and_metrics_in_reading_order(swept, bro
     ranked = [row["metrics.`cluster/silhouette`"] for row in table_rows(driver)]
     scores = [float(s) for s in ranked if s != "-"]
     assert scores == sorted(scores, reverse=True) and len(scores) >= 4
+
+
+def test_readme_link_opens_the_compare_view_as_model_training(swept, browser):
+    _, _, experiment, _ = swept
+    server, driver = browser
+    driver.get(runs_table_url(server, experiment))
+    wait_for(driver, ".ag-header-cell[col-id='metrics.`cluster/silhouette`']")
+    assert "workflowType=machine_learning" in driver.current_url
+    assert "orderByKey=metrics.%60cluster%2Fsilhouette%60" in driver.current_url
+    assert len(table_rows(driver)) == 5  # the sweep and its 4 trials, flat when ranked

@@ -49,7 +49,7 @@ def view_state(metrics: Iterable[str]) -> dict:
     ordered = metric_order(metrics)
     columns = [*TAG_COLUMNS, *(metric_column(m) for m in ordered)]
     # wide enough for the metric's name: the UI's default cuts "cluster/silhouette" short
-    widths = {metric_column(m): max(100, 8 * len(m) + 30) for m in ordered}
+    widths = {metric_column(m): max(90, 7 * len(m) + 20) for m in ordered}
     return {
         "selectedColumns": columns,
         "columnOrder": columns,
