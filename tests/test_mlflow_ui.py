@@ -77,6 +77,7 @@ def browser(swept):
     with mlflow_server(store, home / "server.log") as server, chromium() as driver:
         driver_pid = driver.service.process.pid
         yield server, driver
+    assert "Application shutdown complete" in (home / "server.log").read_text()  # not killed
     assert not processes_mentioning(str(home)), "mlflow server processes left running"
     assert not Path(f"/proc/{driver_pid}").exists(), "chromedriver left running"
 
