@@ -10,12 +10,16 @@ setting, experiment tag or URL parameter that orders them."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from src.secrets import mask_secrets
+
+log = logging.getLogger(__name__)
 VIEW_KEY = "compare-runs"
 VIEW_NAME = "Compare runs"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
@@ -74,7 +78,9 @@ def view_metrics(tag_value: str | None) -> set[str]:
 def ensure_compare_view(experiment_id: str, metrics: Iterable[str]) -> None:
     """Make the experiment's "Compare runs" view show `metrics` too (written only when it lacks
     one of them: a run logging the usual metrics costs one read). Processes logging together to
-    a tracking server may both write it; each write holds what was there plus its own metrics."""
+    a tracking server may both write it; each write holds what was there plus its own metrics.
+    A refused write is tried once more, then only warned about: the view is a convenience, the
+    run's own record is what matters."""
     client = MlflowClient()
     for attempt in range(2):
         shown = view_metrics(client.get_experiment(experiment_id).tags.get(VIEW_TAG))
@@ -91,9 +97,9 @@ def ensure_compare_view(experiment_id: str, metrics: Iterable[str]) -> None:
         try:
             client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(envelope))
             return
-        except MlflowException:
-            if attempt:
-                raise
+        except MlflowException as err:
+            if attempt:  # refused twice (a server that lets this user log runs, not edit tags)
+                log.warning("the 'Compare runs' view was not updated: %s", mask_secrets(str(err)))
 
 
 def runs_table_url(server: str, experiment_id: str, view: bool = True) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import mlflow
-import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -56,7 +55,7 @@ def test_view_grows_with_new_metrics_and_is_not_rewritten_for_known_ones(tmp_pat
     ui_view.ensure_compare_view(experiment_id, ["cluster/silhouette", "classifier/f1_macro"])
 
 
-def test_a_refused_write_is_retried_once_then_raised(tmp_path, monkeypatch):
+def test_a_refused_write_is_retried_once_then_warned_about(tmp_path, monkeypatch, caplog):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = MlflowClient().create_experiment("raced")
     original = MlflowClient.set_experiment_tag
@@ -76,8 +75,9 @@ def test_a_refused_write_is_retried_once_then_raised(tmp_path, monkeypatch):
         raise MlflowException("permission denied")
 
     monkeypatch.setattr(MlflowClient, "set_experiment_tag", refused)
-    with pytest.raises(MlflowException, match="permission denied"):
-        ui_view.ensure_compare_view(experiment_id, ["data/customers"])
+    ui_view.ensure_compare_view(experiment_id, ["data/customers"])  # the run goes on
+    assert "view was not updated: permission denied" in caplog.text
+    assert "metrics.`data/customers`" not in view(experiment_id)["columnOrder"]
 
 
 def test_runs_table_url_opens_model_training_in_the_view():
