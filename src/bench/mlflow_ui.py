@@ -110,8 +110,8 @@ def close_assistant(driver: Any) -> None:
     for button in driver.find_elements(
         By.CSS_SELECTOR, '[data-component-id="mlflow.assistant.chat_panel.close"]'
     ):
-        if button.is_displayed():
-            button.click()
+        if button.is_displayed():  # clicked in the page: a first visit's tour may cover it
+            driver.execute_script("arguments[0].click();", button)
 
 
 def open_runs_table(driver: Any, server: str, experiment_id: str) -> None:
