@@ -23,15 +23,16 @@ log = logging.getLogger(__name__)
 VIEW_KEY = "compare-runs"
 VIEW_NAME = "Compare runs"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-GROUPS = ("cluster/", "classifier/", "validity/", "", "data/", "time/")  # "": any other metric
+# the validity checks (hold-out, planted truth) after the scores they check; "": any other metric
+GROUPS = ("cluster/", "classifier/", "validity/", "holdout/", "synthetic/", "", "data/", "time/")
 FIRST_IN_GROUP = ("cluster/silhouette", "cluster/davies_bouldin", "classifier/f1_macro")
 TAG_COLUMNS = ("tags.`best`", "tags.`best_trial`")
 RANKED_BY = "cluster/silhouette"
 
 
 def metric_order(names: Iterable[str]) -> list[str]:
-    """Metric names in reading order: by group (cluster, classifier, validity, others, data,
-    time), the headline metrics first in their group, then alphabetically."""
+    """Metric names in reading order: by group (cluster, classifier, the validity checks, others,
+    data, time), the headline metrics first in their group, then alphabetically."""
 
     def key(name: str) -> tuple[int, int, str]:
         group = next(

@@ -12,15 +12,17 @@ from mlflow.exceptions import MlflowException
 from src.tracking import ui_view
 
 
-def test_metrics_read_cluster_classifier_validity_other_data_time():
+def test_metrics_read_cluster_classifier_validity_checks_other_data_time():
     names = [
         "time/cluster_s", "data/customers", "classifier/accuracy", "validity/holdout_ari",
         "cluster/n_clusters", "clv/mean", "classifier/f1_macro", "cluster/silhouette",
-        "cluster/davies_bouldin", "time/load_s", "data/rows_raw",
+        "cluster/davies_bouldin", "time/load_s", "data/rows_raw", "synthetic/ari",
+        "holdout/eta2_spend",
     ]  # fmt: skip
     assert ui_view.metric_order(names) == [
         "cluster/silhouette", "cluster/davies_bouldin", "cluster/n_clusters",
-        "classifier/f1_macro", "classifier/accuracy", "validity/holdout_ari", "clv/mean",
+        "classifier/f1_macro", "classifier/accuracy", "validity/holdout_ari",
+        "holdout/eta2_spend", "synthetic/ari", "clv/mean",
         "data/customers", "data/rows_raw", "time/cluster_s", "time/load_s",
     ]  # fmt: skip
 
