@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -328,11 +329,14 @@ def work(
             with lock(), _own_heartbeat():
                 stale = fail_stale(study)
                 if len(started_trials(study)) < budget:
-                    trial = study.ask()
-                    # Before anything else: a worker killed from here on leaves a trial that goes
-                    # stale, not one RUNNING for ever (a trial without any heartbeat never does).
-                    storage.record_heartbeat(trial._trial_id)
-                    trial.set_user_attr("worker", worker_identity())
+                    # An interrupt inside `ask` would come after the trial's row exists but before
+                    # this loop holds it, leaving it RUNNING: it waits until the trial is held.
+                    with interrupts_deferred():
+                        trial = study.ask()
+                        # Before anything else: a worker killed from here on leaves a trial that
+                        # goes stale, not one RUNNING for ever (one without a heartbeat never does).
+                        storage.record_heartbeat(trial._trial_id)
+                        trial.set_user_attr("worker", worker_identity())
                     propose(trial)
                     twin = evaluated_twin(study, trial)
                     if twin is not None:
@@ -363,6 +367,42 @@ def work(
             raise
         if on_finish is not None:
             on_finish(frozen)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and `kill` (SIGINT, SIGTERM) arriving inside the block take effect when it ends (a
+    second one at once); their handlers are the ones installed before. Only the main thread can
+    handle signals: elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[tuple[int, Any]] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def defer(signum: int, frame: Any) -> None:
+        if pending:  # asked twice: the user means it
+            _deliver(previous[signum], signum, frame)
+        pending.append((signum, frame))
+
+    for sig in previous:
+        signal.signal(sig, defer)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            _deliver(previous[pending[0][0]], *pending[0])
+
+
+def _deliver(handler: Any, signum: int, frame: Any) -> None:
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)  # the default action (SIGTERM: exit)
 
 
 def _fail_interrupted(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial) -> None:

@@ -1,3 +1,5 @@
+import signal
+
 import pytest
 import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
@@ -5,7 +7,14 @@ from optuna.trial import TrialState
 
 from src.errors import UserError
 from src.sweep import sampler_seed
-from src.tuning.study import claim_worker_slot, open_storage, open_study, study_lock, work
+from src.tuning.study import (
+    claim_worker_slot,
+    interrupts_deferred,
+    open_storage,
+    open_study,
+    study_lock,
+    work,
+)
 
 # Heartbeats, TPE's group option and fail_stale_trials are marked experimental; sweeps silence it.
 pytestmark = pytest.mark.filterwarnings("ignore", category=ExperimentalWarning)
@@ -106,3 +115,58 @@ def test_every_worker_of_a_study_gets_its_own_slot_and_sampler_seed(tmp_path):
     assert sampler_seed(42, 0) == 42  # a fresh one-worker sweep samples as `seed` says
     assert len({sampler_seed(42, slot) for slot in slots}) == 3
     assert study.user_attrs["workers"] == 3 and "worker_2" in study.user_attrs
+
+
+def test_an_interrupt_inside_the_deferred_block_arrives_when_it_ends():
+    reached = []
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+        reached.append("after the signal")  # the block is not cut
+    assert reached == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_second_interrupt_inside_the_deferred_block_arrives_at_once():
+    reached = []
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        reached.append("after two signals")
+    assert reached == []
+
+
+def test_a_deferred_sigterm_goes_to_the_handler_installed_before():
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGTERM)
+            assert seen == []
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_interrupt_while_asking_for_a_trial_fails_it_instead_of_leaving_it_running(
+    tmp_path, monkeypatch
+):
+    """`kill` landing inside `study.ask` (the trial's row exists, the loop does not hold it yet)
+    used to leave a RUNNING trial until it went stale."""
+    study, storage, url = _study(tmp_path)
+    ask = study.ask
+
+    def ask_then_interrupted(*args, **kwargs):
+        trial = ask(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # Python delivers it before ask returns
+        return trial
+
+    monkeypatch.setattr(study, "ask", ask_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _work(study, storage, url, budget=3)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL]
+    assert trials[0].user_attrs["error"] == "interrupted (Ctrl-C)"
