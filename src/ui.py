@@ -22,6 +22,7 @@ from src.servers import serve
 from src.stores import SQLITE_PREFIX, normalise_url, scheme, sqlite_path
 
 DEFAULT_STORE = f"{SQLITE_PREFIX}mlflow.db"
+DEFAULT_EXPERIMENT = "customer-segmentation"  # conf/tracking/mlflow.yaml's tracking.experiment
 STARTUP_SECONDS = 120
 # A UI for one person on their own machine: one uvicorn worker (`--workers 1`; the default is 4)
 # and no job runner, whose 7 huey consumers run MLflow's GenAI jobs (trace scoring, prompt
@@ -39,6 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument(
+        "--experiment",
+        default=DEFAULT_EXPERIMENT,
+        help="the experiment whose runs table it links to (default: %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -54,6 +60,16 @@ def ui_command(args: argparse.Namespace, store: str) -> list[str]:
         artifacts = database.resolve().parent / ARTIFACTS_BESIDE_SQLITE
         command += ["--artifacts-destination", str(artifacts)]
     return command
+
+
+def experiment_id(store: str, name: str) -> str | None:
+    """The id of experiment `name` in the store (None if it has none yet): the UI's runs table of
+    an experiment is addressed by id, and MLflow's UI opens on its GenAI overview without the
+    link's workflowType (src.tracking.ui_view)."""
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(tracking_uri=store).get_experiment_by_name(name)
+    return None if experiment is None else str(experiment.experiment_id)
 
 
 def checked_store(uri: str) -> str:
@@ -78,10 +94,16 @@ def main(argv: list[str] | None = None) -> None:
         args = parse_args(argv)
         store = checked_store(args.backend_store_uri)
         url = f"http://{args.host}:{args.port}"
+        ready = f"MLflow UI on {mask_secrets(store)}: {url}  (Ctrl-C stops it)"
+        experiment = experiment_id(store, args.experiment)
+        if experiment is not None:
+            from src.tracking.ui_view import runs_table_url  # imports MLflow: not for an error
+
+            ready += f"\n{args.experiment}, runs to compare: {runs_table_url(url, experiment)}"
         serve(
             ui_command(args, store),
             url,
-            f"MLflow UI on {mask_secrets(store)}: {url}  (Ctrl-C stops it)",
+            ready,
             STARTUP_SECONDS,
             env=os.environ | {"MLFLOW_BACKEND_STORE_URI": store, **LIGHT},
         )

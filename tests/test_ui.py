@@ -79,6 +79,14 @@ def test_the_ui_answers_and_stopping_it_leaves_no_process(tmp_path, stop):
     try:
         lines = until_ready(process)
         assert f"http://127.0.0.1:{port}" in lines[-1]
+        link = process.stdout.readline()  # the runs table in the "Compare runs" view
+        experiment = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name(
+            "customer-segmentation"
+        )
+        assert link.strip().endswith(
+            f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
+            "?workflowType=machine_learning&viewStateShareKey=compare-runs"
+        )
         group = server_group(process.pid)
         assert group != os.getpgid(process.pid)  # its own group: stopped as one
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
