@@ -85,6 +85,7 @@ class WorkerArgs:
     stale_seconds: int
     seed: int
     started: float
+    verbose: bool  # every trial's stage timings (src.timing) too: they bury the progress line
 
 
 def sampler_seed(seed: int, worker_slot: int) -> int:
@@ -104,6 +105,8 @@ def quiet_optuna() -> None:
 def run_worker(args: WorkerArgs) -> None:
     """One worker's loop; runs in this process or in a started one (`_worker_main`)."""
     quiet_optuna()
+    if not args.verbose:  # each trial's stage lines would bury the progress (time/* has them)
+        logging.getLogger("src.timing").setLevel(logging.WARNING)
     # A sweep started in the background inherits an ignored SIGINT; the parent stops its workers
     # with SIGINT, so that each fails its running trial as interrupted before exiting.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -372,13 +375,9 @@ def run_sweep(cfg: DictConfig, base_overrides: Sequence[str]) -> optuna.Study:
             )
             args = WorkerArgs(
                 setup, url, name, budget, heartbeat_seconds, stale_seconds, int(cfg.seed),
-                time.time(),
+                time.time(), bool(cfg.verbose),
             )  # fmt: skip
             log_start = (lambda: _log_parent_start(cfg, data)) if created else (lambda: None)
-            if (
-                not cfg.verbose
-            ):  # every trial's stage lines would bury the progress (time/* has them)
-                logging.getLogger("src.timing").setLevel(logging.WARNING)
             _run_workers(args, workers, meanwhile=log_start)
             study = open_study(storage, name, objectives, int(cfg.seed))
             _wait_for_other_workers(study, heartbeat_seconds)

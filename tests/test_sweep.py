@@ -309,6 +309,10 @@ def test_parallel_sweep_stopped_with_kill_then_resumed(tmp_path, store_path):
     assert TrialState.RUNNING not in {t.state for t in stopped}
     done = run_sweep(tmp_path, store_path, f"sweep.n_trials={len(stopped) + 4}", "sweep.n_jobs=2")
     assert done.returncode == 0, done.stderr[-3000:]
+    # no trial prints its stage timings, the forked worker's neither (they bury the progress
+    # line; the data's preparation, once, does)
+    assert "[src.timing][INFO] - load" in done.stdout + done.stderr
+    assert "[src.timing][INFO] - classify" not in done.stdout + done.stderr
     trials = study(tmp_path).trials
     assert [t.number for t in trials] == list(range(len(stopped) + 4))
     assert TrialState.RUNNING not in {t.state for t in trials}
