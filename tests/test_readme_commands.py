@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from src.servers import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -315,17 +316,7 @@ def clone(tmp_path_factory) -> Iterator[Clone]:
     servers: list[subprocess.Popen] = []
     yield Clone(path, env, free_port(), servers)
     for server in servers:
-        with_group_stopped(server)
-
-
-def with_group_stopped(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop(server)  # the whole process group, as src.ui and src.team_servers stop theirs
 
 
 def rewritten(command: str, rewrite: tuple[tuple[str, str], ...], port: int) -> str:

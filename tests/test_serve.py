@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from src.servers import stop
 from src.tracking import registry
 from tests.conftest import train_and_register
 
@@ -89,12 +89,7 @@ def server(tmp_path_factory, make_cfg):
             time.sleep(0.5)
         yield {"url": f"{base}/invocations", "uri": uri, "export": export}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop(process)  # the whole process group
         log.close()
 
 
