@@ -36,6 +36,12 @@ How a segment gets its name (README: generate the table with `describe_rules()`)
    high spend (whole M score 4-5) and a mean P(alive) below the mean of all customers. Any other
    segment treats those rows as if they were not in the table; one left with no acceptable name
    gets a descriptive name (step 5's words for R, F and M: "Lapsed frequent big spenders").
+8. With lifetime value, a segment's expected value per customer over the horizon is scored 1-5
+   like M (step 2) and counts in the closeness of step 4 as a fourth measure, compared with the
+   row's typical M: of two segments inside "Champions", the one customers are expected to spend
+   more in keeps it (a top value tier of wholesale buyers with 11 orders, not the tier below with
+   19 smaller ones), and of two inside "Lost" the one expected to spend less. Which rows a segment
+   matches still depends on R, F and M only.
 """
 
 from __future__ import annotations
@@ -193,6 +199,15 @@ def segment_scores(profile: pd.DataFrame) -> pd.DataFrame:
     }
     scores["r_score"] = 6.0 - scores["r_score"]  # recent is good
     return pd.DataFrame({"segment_id": profile["segment_id"].astype(int).to_numpy()} | scores)
+
+
+def value_scores(profile: pd.DataFrame) -> dict[int, float] | None:
+    """Expected value per customer scored 1-5 like M (step 8); None without lifetime value."""
+    if "expected_value" not in profile.columns:
+        return None
+    level = np.log1p(np.clip(profile["expected_value"].to_numpy(dtype=float), 0, None))
+    segments = profile["segment_id"].astype(int).tolist()
+    return dict(zip(segments, _relative_score(level).tolist(), strict=True))
 
 
 def _typical_level(profile: pd.DataFrame, column: str) -> np.ndarray:
@@ -355,12 +370,16 @@ def _table_names(profile: pd.DataFrame) -> dict[int, str | None]:
         int(row.segment_id): np.array([row.r_score, row.f_score, row.m_score])
         for row in scores.itertuples(index=False)
     }
+    value = value_scores(profile)
 
     def fit(segment: int, rule: NamingRule) -> tuple[int, float, int, int]:
         """Sort key, lower is a better match of `segment` to `rule`."""
         point = points[segment]
         inside = rule.matches(*(_whole(s) for s in point))
-        distance = float(np.linalg.norm(point - np.array(rule.typical)))
+        gaps = point - np.array(rule.typical)
+        if value is not None:  # step 8: what they will spend counts like what they spent
+            gaps = np.append(gaps, value[segment] - rule.typical[2])
+        distance = float(np.linalg.norm(gaps))
         return (0 if inside else 1, round(distance, 9), -sizes[segment], segment)
 
     rules = {rule.name: rule for rule in NAMING_RULES}

@@ -216,6 +216,23 @@ def test_low_spenders_are_never_at_risk_whatever_their_p_alive():
     assert not any(ch.isdigit() for name in named.values() for ch in name)
 
 
+def test_expected_value_decides_which_top_tier_is_champions():
+    # The synthetic store's five value tiers (typical R days, F orders, M rubles): the top tier
+    # of wholesale buyers has fewer, far larger orders than the tier below; both lie inside
+    # "Champions" on R, F and M, and the tier below is closer to its typical scores.
+    rows = [(57, 10.9, 1_580_000), (37, 19.1, 184_000), (48, 6.5, 36_300),
+            (197, 5.9, 21_600), (593, 1.6, 6_580)]  # fmt: skip
+    sizes = [110, 468, 1215, 1484, 1708]
+    without = name_segments(make_profile(rows, sizes))
+    assert (without[0], without[1]) == ("Loyal", "Champions")
+    value = make_profile(rows, sizes).assign(
+        expected_value=[155_042, 18_558, 4_788, 2_170, 693], p_alive=[0.95] * 5
+    )
+    named = name_segments(value)
+    assert (named[0], named[1]) == ("Champions", "Loyal")
+    assert named[4] == "Lost"
+
+
 def test_profile_with_lifetime_value_hand_computed():
     rfm, labels = small_rfm()
     value = pd.DataFrame(
