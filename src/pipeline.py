@@ -50,6 +50,7 @@ from src.features.rfm import TENURE, compute_rfm, make_transformer
 from src.features.value import (
     ValueModel,
     check_columns,
+    check_fallback,
     check_horizon,
     feature_table,
     fit_value_model,
@@ -231,14 +232,39 @@ def _lifetime_value(
     run exists."""
     columns = check_columns(cfg.features.columns, cfg.features.extras)
     horizon = check_horizon(cfg.clv.horizon_days)
+    fallback = check_fallback(cfg.features.get("fallback_columns"))
     try:
         model, value = fit_value_model(calibration, snapshot, horizon)
     except UserError as err:
-        if needs_value(columns):
+        if needs_value(columns) and fallback is None:
             raise UserError(_value_refusal(columns, str(err))) from None
         log.warning("no lifetime-value columns in the profile: %s", err)
         return None, None, str(err)
     return model, value.reindex(rfm.index), None
+
+
+def _segment_features(
+    cfg: DictConfig, data: PreparedData, notes: list[str]
+) -> tuple[list[str], Any]:
+    """The run's feature columns and transform: `features.columns` and `features.transform`, or,
+    when those columns need lifetime value the store cannot identify, `features.fallback_columns`
+    all logged (with a note; refused when it is null)."""
+    features = list(check_columns(cfg.features.columns, cfg.features.extras))
+    if data.value_error is None:
+        return features, cfg.features.transform
+    fallback = check_fallback(cfg.features.get("fallback_columns"))
+    if not needs_value(features):
+        notes.append(str(data.value_note()))
+        return features, cfg.features.transform
+    if fallback is None:
+        raise UserError(_value_refusal(tuple(features), data.value_error))
+    chosen = [*fallback, *(str(e) for e in cfg.features.extras)]
+    notes.append(
+        f"segmented on {chosen}, all logged (features.fallback_columns), instead of {features}: "
+        f"{data.value_error}"
+    )
+    transform = OmegaConf.to_container(cfg.features.transform, resolve=True)
+    return chosen, {**transform, "log": True}
 
 
 def _value_refusal(columns: tuple[str, ...], reason: str) -> str:
@@ -373,15 +399,11 @@ def _run_pipeline(cfg: DictConfig, data: PreparedData) -> RunResult:
     seed = int(cfg.seed)
     rfm = data.rfm
     require_customers(cfg, len(rfm), data.source)
-    features = list(check_columns(cfg.features.columns, cfg.features.extras))
-    if needs_value(features) and data.value is None:
-        raise UserError(_value_refusal(tuple(features), str(data.value_error)))
+    features, transform = _segment_features(cfg, data, notes)
     table = feature_table(rfm, data.value, features)
-    if data.value_error:
-        notes.append(str(data.value_note()))
 
     with watch.stage("transform"):
-        transformer = make_transformer(cfg.features.transform, seed=seed)
+        transformer = make_transformer(transform, seed=seed)
         X = np.asarray(transformer.fit_transform(table), dtype=float)
 
     reducer = build_estimator("reducer", cfg.reducer)

@@ -33,7 +33,7 @@ from src.data.load import (
 )
 from src.errors import UserError
 from src.features.rfm import check_log_columns, make_transformer
-from src.features.value import check_columns, check_horizon
+from src.features.value import check_columns, check_fallback, check_horizon, needs_value
 from src.models.factory import GROUPS, build_estimator, estimator_class
 from src.pipeline import cpu_threads
 
@@ -48,9 +48,10 @@ def check_run(cfg: DictConfig) -> None:
     for group in GROUPS:
         build_estimator(group, OmegaConf.to_container(cfg[group], resolve=True))
     if _is_value_tiers(cfg.clusterer):
-        check_value_tiers(
-            _reducer_choice(cfg), list(cfg.features.columns), int(cfg.clusterer.get("column", 0))
-        )
+        for setting, columns in _column_sets(cfg.features):
+            check_value_tiers(
+                _reducer_choice(cfg), columns, int(cfg.clusterer.get("column", 0)), setting=setting
+            )
     check_writable_folder(Path(str(cfg.outputs_dir)), f"outputs_dir={cfg.outputs_dir}")
     check_export(cfg.data)
 
@@ -71,8 +72,8 @@ def check_sweep(cfg: DictConfig) -> None:
         column = int(_option("clusterer", clusterer).get("column", 0))
         for reducer in allowed["reducer"]:
             for features in allowed["features"]:
-                columns = list(_option("features", features).get("columns") or [])
-                check_value_tiers(reducer, columns, column, sweep=True)
+                for setting, columns in _column_sets(_option("features", features)):
+                    check_value_tiers(reducer, columns, column, sweep=True, setting=setting)
     check_export(cfg.data)
 
 
@@ -80,9 +81,15 @@ def check_sweep(cfg: DictConfig) -> None:
 TIERABLE = ("expected_value", "monetary", "expected_purchases")
 
 
-def check_value_tiers(reducer: str, columns: list[str], column: int, sweep: bool = False) -> None:
+def check_value_tiers(
+    reducer: str,
+    columns: list[str],
+    column: int,
+    sweep: bool = False,
+    setting: str = "features.columns",
+) -> None:
     """clusterer=value_tiers cuts one feature column into tiers: it needs the features themselves
-    (reducer=none) and a column where more is better."""
+    (reducer=none) and a column where more is better (of `setting`, the list `columns`)."""
     where = "sweep.reducers/sweep.clusterers" if sweep else "reducer"
     if reducer != "none":
         raise UserError(
@@ -94,8 +101,19 @@ def check_value_tiers(reducer: str, columns: list[str], column: int, sweep: bool
     if name not in TIERABLE:
         raise UserError(
             f"clusterer=value_tiers (clusterer.column={column}) would tier {name or 'no column'} of "
-            f"features.columns {columns}: it needs one of {list(TIERABLE)}, e.g. features=value"
+            f"{setting} {columns}: it needs one of {list(TIERABLE)}, e.g. features=value"
         )
+
+
+def _column_sets(features: DictConfig) -> list[tuple[str, list[str]]]:
+    """The feature columns a run may segment on: `features.columns`, and when they need lifetime
+    value, `features.fallback_columns` (the columns of a store the models cannot fit)."""
+    columns = [str(c) for c in features.get("columns") or []]
+    sets = [("features.columns", columns)]
+    fallback = check_fallback(features.get("fallback_columns"))
+    if needs_value(columns) and fallback is not None:
+        sets.append(("features.fallback_columns", list(fallback)))
+    return sets
 
 
 def _is_value_tiers(spec: object) -> bool:
@@ -139,6 +157,7 @@ def check_settings(cfg: DictConfig) -> None:
     columns = check_columns(cfg.features.columns, cfg.features.extras)
     check_log_columns(cfg.features.transform.get("log", True), columns)
     check_horizon(cfg.clv.horizon_days)
+    check_fallback(cfg.features.get("fallback_columns"))
     cpu_threads(cfg.threads)
     if int(cfg.validation.holdout_days) < 0:
         raise UserError(f"validation.holdout_days={cfg.validation.holdout_days}: must be 0 or more")

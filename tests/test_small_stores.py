@@ -23,6 +23,9 @@ from tests.conftest import store_records, write_json
 ROOT = Path(__file__).resolve().parents[1]
 DAY = np.datetime64("2025-12-31")
 RECENCY_WORDS = ("Lost", "Hibernating", "At risk", "sleep", "recen", "Laps", "New")
+# k-means on log-RFM: the clusterer that gives a whale a cluster of its own (value tiers, the
+# default, keep every tier at 2% of the customers or more)
+KMEANS = ("features=rfm", "reducer=pca", "clusterer=kmeans")
 
 
 def tiny_store(n_customers: int, seed: int = 0, one_day: bool = False) -> list[dict]:
@@ -124,7 +127,7 @@ def test_one_customer_short_of_the_minimum_is_refused_and_the_minimum_runs(make_
 # ------------------------------------------------------------------------------------- odd stores
 def test_a_whale_gets_its_own_segment_and_does_not_block_the_run(make_cfg, tmp_path):
     export = write_json(tmp_path / "whale.json", with_whale(store_records()[0]))
-    cfg = make_cfg(f"data.path={export}", "tracking=none")
+    cfg = make_cfg(f"data.path={export}", "tracking=none", *KMEANS)
     data = prepare_data(cfg, with_figures=False)
     assert data.rfm.loc["999999", "frequency"] == 300  # not capped away by cleaning
     result = run_pipeline(cfg, data)
@@ -143,7 +146,7 @@ def test_a_whale_that_leaves_everyone_else_in_one_cluster_is_clustered_without(m
     # 30 ordinary customers and a whale, two segments: k-means gives the whale one cluster and the
     # 30 the other (97% in one cluster: degenerate); without the whale the 30 split in two
     export = write_json(tmp_path / "whale.json", with_whale(tiny_store(30)))
-    cfg = make_cfg(f"data.path={export}", "tracking=none", "clusterer.n_clusters=2")
+    cfg = make_cfg(f"data.path={export}", "tracking=none", "clusterer.n_clusters=2", *KMEANS)
     result = run_pipeline(cfg, prepare_data(cfg, with_figures=False))
     segments = result.segments.set_index("customer_id")
     assert segments.loc["999999", "assigned_by"] == "classifier"
@@ -162,9 +165,25 @@ def test_a_one_day_store_gets_distinct_names_that_do_not_speak_of_recency(make_c
     cfg = make_cfg(f"data.path={export}", "tracking=none")
     data = prepare_data(cfg, with_figures=False)
     assert data.rfm["recency"].nunique() == 1
-    names = run_pipeline(cfg, data).profile["segment_name"].tolist()
+    result = run_pipeline(cfg, data)
+    names = result.profile["segment_name"].tolist()
     assert len(names) == 5 and distinct_wordy_names(names)
     assert not [n for n in names if any(word in n for word in RECENCY_WORDS)], names
+    # One purchase day each: no repeat purchases, so no lifetime value; the default value tiers
+    # cut past spend instead, and say so.
+    assert data.value is None and "repeat purchase" in data.value_error
+    assert any(
+        note.startswith("segmented on ['monetary', 'recency', 'frequency'], all logged "
+                        "(features.fallback_columns), instead of ['expected_value', 'p_alive'")
+        for note in result.notes
+    ), result.notes  # fmt: skip
+    assert result.segmenter.features == ("monetary", "recency", "frequency")
+    assert result.segmenter.value_model is None
+    spend = data.rfm["monetary"].groupby(result.segments.set_index("customer_id")["segment_id"])
+    assert spend.min().is_monotonic_decreasing  # tier 0 holds the biggest spenders
+    refused = make_cfg(f"data.path={export}", "tracking=none", "features.fallback_columns=null")
+    with pytest.raises(UserError, match="needs the lifetime-value models.*repeat purchase"):
+        prepare_data(refused, with_figures=False)
 
 
 def test_a_pound_store_from_the_online_retail_preset_speaks_pounds(make_cfg, tmp_path):

@@ -94,6 +94,23 @@ def check_columns(columns: Iterable[str], extras: Iterable[str]) -> tuple[str, .
     return chosen + tuple(str(e) for e in extras)  # compute_rfm checks the extras
 
 
+def check_fallback(fallback: object) -> tuple[str, ...] | None:
+    """`features.fallback_columns`: the RFM columns a run segments on instead when the store
+    cannot identify the lifetime-value models; None (null) refuses such a store."""
+    if fallback is None:
+        return None
+    if isinstance(fallback, str) or not isinstance(fallback, Iterable):
+        raise UserError(f"features.fallback_columns={fallback}: a list of {list(RFM)}, or null")
+    chosen = tuple(str(c) for c in fallback)
+    wrong = [c for c in chosen if c not in RFM]
+    if not chosen or wrong or len(set(chosen)) < len(chosen):
+        raise UserError(
+            f"features.fallback_columns={list(chosen)}: list each of {list(RFM)} at most once "
+            "(the columns that need no lifetime value), or null"
+        )
+    return chosen
+
+
 def needs_value(columns: Iterable[str]) -> bool:
     return any(c in VALUE_COLUMNS for c in columns)
 
