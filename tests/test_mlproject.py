@@ -31,7 +31,13 @@ def test_entry_points_render_commands_the_apps_accept(make_cfg, tmp_path):
     export = write_json(tmp_path / "export.json", store_records()[0][:10])
     given = {"predict": {"input": str(export), "output": "segments.csv"}}
     expected = {
-        "main": {"reducer": "pca", "clusterer": "kmeans", "classifier": "xgboost", "seed": 42},
+        "main": {
+            "features": "value",
+            "reducer": "none",
+            "clusterer": "value_tiers",
+            "classifier": "xgboost",
+            "seed": 42,
+        },  # fmt: skip
         "sweep": {"sweep": {"n_trials": 30, "objective": "cluster/silhouette", "k": 5}},
         "promote": {"version": "", "force": False, "rollback": False},
         "predict": {"input": str(export), "output": "segments.csv", "previous": ""},
@@ -43,8 +49,8 @@ def test_entry_points_render_commands_the_apps_accept(make_cfg, tmp_path):
         for key, value in expected[name].items():
             if isinstance(value, dict):
                 assert {k: cfg[key][k] for k in value} == value
-            elif key in ("reducer", "clusterer", "classifier"):
-                assert cfg[key]._target_  # the option file was picked
+            elif key in ("features", "reducer", "clusterer", "classifier"):
+                assert f"{key}={value}" in words, (name, key)  # the option file picked
             else:
                 assert cfg[key] == value, (name, key)
     main = shlex.split(

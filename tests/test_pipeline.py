@@ -12,6 +12,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from src.errors import UserError
+from src.features.value import feature_table
 from src.pipeline import cpu_threads, prepare_data, run_pipeline
 from tests.conftest import store_records
 
@@ -79,7 +80,9 @@ def test_combination_runs(data, make_cfg, store_path, reducer, clusterer, classi
     assert result.profile["monetary_mean"].is_monotonic_decreasing
     labelled = segments.set_index("customer_id").loc[data.rfm.index]
     relabelled = result.segmenter.classifier.predict(
-        result.segmenter.transformer.transform(data.rfm[list(result.segmenter.features)])
+        result.segmenter.transformer.transform(
+            feature_table(data.rfm, data.value, result.segmenter.features)
+        )
     )
     by_classifier = labelled["assigned_by"] == "classifier"
     np.testing.assert_array_equal(

@@ -136,9 +136,6 @@ COMMANDS: dict[str, Run | Serve | Covered] = {
     "python -m src.run": Run(
         expect=("cluster/silhouette",), files=("mlflow.db", "outputs", "mlartifacts")
     ),
-    "python -m src.run features=value reducer=none clusterer=value_tiers": Covered(
-        "tests/test_pipeline.py::test_value_tiers_cut_expected_value_into_contiguous_tiers"
-    ),
     "python -m src.ui": Covered(
         "tests/test_ui.py::test_the_ui_answers_and_stopping_it_leaves_no_process"
     ),
@@ -163,7 +160,7 @@ COMMANDS: dict[str, Run | Serve | Covered] = {
     "python -m src.run reducer=tsne clusterer=gmm classifier=xgboost": Covered(
         "tests/test_pipeline.py::test_combination_runs"
     ),
-    "python -m src.run reducer=tsne reducer.perplexity=50 clusterer.n_clusters=6 seed=7": Covered(
+    "python -m src.run reducer=tsne reducer.perplexity=50 clusterer=kmeans clusterer.n_clusters=6 seed=7": Covered(
         "tests/test_run.py::test_help_and_cfg_job_work"
     ),
     "python -m src.run -m clusterer=kmeans,gmm,birch": Run(

@@ -259,5 +259,9 @@ def test_two_runs_started_together_keep_their_own_folders(tmp_path, store_path):
 def test_help_and_cfg_job_work(tmp_path):
     shown = run_cli("--help", cwd=tmp_path)
     assert shown.returncode == 0 and "reducer: none, pca, tsne, umap" in shown.stdout
-    job = run_cli("reducer=tsne", "reducer.perplexity=50", "--cfg", "job", cwd=tmp_path)
+    job = run_cli(
+        "reducer=tsne", "reducer.perplexity=50", "clusterer=kmeans", "clusterer.n_clusters=6",
+        "seed=7", "--cfg", "job", cwd=tmp_path,
+    )  # fmt: skip
     assert job.returncode == 0 and "perplexity: 50" in job.stdout
+    assert "n_clusters: 6" in job.stdout and "seed: 7" in job.stdout
