@@ -15,6 +15,9 @@ from omegaconf import DictConfig
 MODEL_NAME = "customer-segmentation"
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 END = np.datetime64("2025-12-31")
+# The clustering classic, k-means on log-RFM after PCA (the default before value tiers): the
+# overrides of tests about clusters in the RFM space (planted groups, whales, noise).
+RFM_KMEANS = ("features=rfm", "reducer=pca", "clusterer=kmeans")
 
 # Planted behaviour: (customers, orders range, mean days since last order, basket rubles)
 PLANTED = {

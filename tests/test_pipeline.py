@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from src.errors import UserError
 from src.features.value import feature_table
 from src.pipeline import cpu_threads, prepare_data, run_pipeline
-from tests.conftest import store_records
+from tests.conftest import RFM_KMEANS, store_records
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REDUCERS = sorted(p.stem for p in (CONF / "reducer").glob("*.yaml"))
@@ -133,7 +133,9 @@ def test_load_section_of_the_report_and_the_model_remember_the_column_mapping(
 
 
 def test_planted_groups_are_found(data, make_cfg, store_path):
-    cfg = make_cfg(f"data.path={store_path}", "tracking=none", "clusterer.n_clusters=4")
+    cfg = make_cfg(
+        f"data.path={store_path}", "tracking=none", "clusterer.n_clusters=4", *RFM_KMEANS
+    )
     result = run_pipeline(cfg, data)
     _, truth = store_records()
     found = result.segments.set_index("customer_id")["segment_id"]
@@ -160,6 +162,7 @@ def test_noise_customers_are_flagged_and_assigned_a_segment(data, make_cfg, stor
     cfg = make_cfg(
         f"data.path={store_path}",
         "tracking=none",
+        *RFM_KMEANS,
         "clusterer=dbscan",
         "clusterer.eps=0.35",
         "clusterer.min_samples=15",

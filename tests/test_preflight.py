@@ -88,7 +88,7 @@ def test_bad_values_in_the_head_are_the_loaders_to_count(tmp_path, make_cfg):
     ("override", "message"),
     [
         ("reducer=umap", r"reducer=umap needs the optional package 'umap'"),
-        ("+clusterer.n_clusterz=3", r"clusterer: KMeans rejected the settings"),
+        ("+clusterer.n_clusterz=3", r"clusterer: ValueTiers rejected the settings"),
         ("validation.stability.fraction=1.5", r"validation.stability.fraction=1.5"),
         ("features.transform.scaler=minmax", r"features.transform.scaler=minmax"),
         ("clean.returns.mode=keepp", r"clean.returns.mode=keepp"),
@@ -125,9 +125,14 @@ def test_the_head_is_decoded_by_the_loaders_rule(tmp_path, make_cfg):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["clusterer=value_tiers", "features=value"], r"not a PCA component: use reducer=none"),
-        (["clusterer=value_tiers", "reducer=none"], r"would tier recency of features\.columns"),
-        (["features=value", "features.transform.log=[monetary]"], r"\['monetary'\] not among"),
+        (["reducer=pca"], r"not a PCA component: use reducer=none"),
+        (["features=rfm"], r"would tier recency of features\.columns"),
+        (["features.transform.log=[monetary]"], r"\['monetary'\] not among"),
+        (
+            ["features.fallback_columns=[recency,monetary]"],
+            r"would tier recency of features\.fallback_columns \['recency', 'monetary'\]",
+        ),
+        (["features.fallback_columns=[expected_value]"], r"features\.fallback_columns=\['exp"),
     ],
 )
 def test_value_tiers_settings_are_refused_before_the_data_are_read(
@@ -137,9 +142,7 @@ def test_value_tiers_settings_are_refused_before_the_data_are_read(
     write(path, "json")
     with pytest.raises(UserError, match=message):
         check_run(make_cfg(f"data.path={path}", *overrides))
-    check_run(
-        make_cfg(f"data.path={path}", "features=value", "reducer=none", "clusterer=value_tiers")
-    )
+    check_run(make_cfg(f"data.path={path}"))  # the default: value tiers of features=value
 
 
 def test_a_sweep_pairing_value_tiers_with_a_reducer_is_refused(tmp_path, make_cfg):

@@ -18,14 +18,14 @@ from src.currency import currency
 from src.errors import UserError
 from src.pipeline import minimum_customers, prepare_data, run_pipeline
 from src.report import segment_table
-from tests.conftest import store_records, write_json
+from tests.conftest import RFM_KMEANS, store_records, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = np.datetime64("2025-12-31")
 RECENCY_WORDS = ("Lost", "Hibernating", "At risk", "sleep", "recen", "Laps", "New")
-# k-means on log-RFM: the clusterer that gives a whale a cluster of its own (value tiers, the
-# default, keep every tier at 2% of the customers or more)
-KMEANS = ("features=rfm", "reducer=pca", "clusterer=kmeans")
+# k-means on log-RFM gives a whale a cluster of its own (value tiers, the default, keep every
+# tier at 2% of the customers or more)
+KMEANS = RFM_KMEANS
 
 
 def tiny_store(n_customers: int, seed: int = 0, one_day: bool = False) -> list[dict]:

@@ -13,7 +13,7 @@ from src.features.rfm import default_snapshot
 from src.pipeline import prepare_data, run_pipeline
 from src.tracking.pyfunc import SegmenterModel
 from src.tuning.space import require_value_fit
-from tests.conftest import store_records, write_json
+from tests.conftest import RFM_KMEANS, store_records, write_json
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_shipped_models_give_a_fresh_export_the_runs_features(value_run, store_p
 
 
 def test_rfm_run_profiles_lifetime_value_without_segmenting_on_it(store_path, make_cfg):
-    cfg = make_cfg(f"data.path={store_path}", "tracking=none")
+    cfg = make_cfg(f"data.path={store_path}", "tracking=none", *RFM_KMEANS)
     data = prepare_data(cfg, with_figures=False)
     result = run_pipeline(cfg, data)
     assert result.segmenter.features == ("recency", "frequency", "monetary")
@@ -72,7 +72,7 @@ def one_time_buyers(tmp_path_factory):
 
 
 def test_a_store_without_repeat_buyers_runs_on_rfm_with_one_note(one_time_buyers, make_cfg, caplog):
-    cfg = make_cfg(f"data.path={one_time_buyers}", "tracking=none")
+    cfg = make_cfg(f"data.path={one_time_buyers}", "tracking=none", *RFM_KMEANS)
     with caplog.at_level("WARNING", logger="src.pipeline"):
         data = prepare_data(cfg, with_figures=False)
     assert data.value is None and data.value_model is None
@@ -85,12 +85,33 @@ def test_a_store_without_repeat_buyers_runs_on_rfm_with_one_note(one_time_buyers
     assert data.value_note() in result.notes
 
 
+def test_the_default_run_on_such_a_store_tiers_past_spend_with_one_note(one_time_buyers, make_cfg):
+    cfg = make_cfg(f"data.path={one_time_buyers}", "tracking=none")  # features=value
+    data = prepare_data(cfg, with_figures=False)
+    result = run_pipeline(cfg, data)
+    (note,) = result.notes
+    assert note == (
+        "segmented on ['monetary', 'recency', 'frequency'], all logged "
+        "(features.fallback_columns), instead of ['expected_value', 'p_alive', 'recency', "
+        f"'frequency']: {data.value_error}"
+    )
+    assert result.segmenter.features == ("monetary", "recency", "frequency")
+    assert result.segmenter.value_model is None
+    assert not set(VALUE_PROFILE_COLUMNS) & set(result.profile.columns)
+    # Tiers of past spend: every customer of a higher tier spent more than any of a lower one.
+    spend = data.rfm["monetary"].groupby(result.segments.set_index("customer_id")["segment_id"])
+    assert (spend.min().to_numpy()[:-1] >= spend.max().to_numpy()[1:]).all()
+
+
 def test_features_value_on_such_a_store_is_refused_before_any_run(one_time_buyers, make_cfg):
-    cfg = make_cfg(f"data.path={one_time_buyers}", "tracking=none", "features=value")
+    cfg = make_cfg(
+        f"data.path={one_time_buyers}", "tracking=none", "features.fallback_columns=null"
+    )
     with pytest.raises(UserError, match=r"features=value .*repeat purchase.*use features=rfm"):
         prepare_data(cfg, with_figures=False)
     # A sweep prepares its data with the base features: a trial picking value fails clearly.
-    data = prepare_data(make_cfg(f"data.path={one_time_buyers}", "tracking=none"), False)
+    base = make_cfg(f"data.path={one_time_buyers}", "tracking=none", *RFM_KMEANS)
+    data = prepare_data(base, False)
     with pytest.raises(UserError, match="features=value"):
         run_pipeline(cfg, data)
     with pytest.raises(UserError, match=r"sweep.features lists value: .*repeat purchase"):
