@@ -95,7 +95,7 @@ def train_and_register(tmp: Path, make_cfg, seed: int = 3) -> tuple[str, Path]:
 
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     export = write_json(tmp / "export.json", store_records(seed=seed)[0])
-    cfg = make_cfg(f"data.path={export}", f"tracking.uri={uri}")
+    cfg = make_cfg(f"data.path={export}", f"tracking.uri={uri}", *RFM_KMEANS)
     data = prepare_data(cfg, with_figures=False)
     result = run_pipeline(cfg, data)
     with pytest.MonkeyPatch.context() as mp:

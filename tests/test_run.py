@@ -64,18 +64,18 @@ def finished(tmp_path_factory, store_path):
 def test_run_is_logged_by_the_contract(finished):
     cwd, done, client, run = finished
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "pca-kmeans-xgboost"
+    assert run.info.run_name == "none-value_tiers-xgboost"  # the default
     tags = run.data.tags
-    assert {tags[k] for k in ("reducer", "clusterer", "classifier")} == {"pca", "kmeans", "xgboost"}
+    assert [tags[k] for k in ("reducer", "clusterer", "classifier")] == [
+        "none", "value_tiers", "xgboost"
+    ]  # fmt: skip
     assert tags["run_kind"] == "single"
     assert tags["git_sha"] and len(tags["data_digest"]) == 16
     params = run.data.params
     assert params["clusterer.n_clusters"] == "4"
-    assert {params[g] for g in ("reducer", "clusterer", "classifier")} == {
-        "pca",
-        "kmeans",
-        "xgboost",
-    }
+    assert [params[g] for g in ("reducer", "clusterer", "classifier")] == [
+        "none", "value_tiers", "xgboost"
+    ]  # fmt: skip
     assert params["data_digest"] == tags["data_digest"] and params["seed"] == "42"
     # Only what differs between runs: each chosen option's own settings, not the whole config
     # (that is config.yaml); no option's class path (its name says it).
@@ -136,7 +136,7 @@ def test_segments_cover_every_clean_customer_once(finished):
 def test_logged_model_segments_an_export_it_never_saw(finished, tmp_path):
     _, _, _, run = finished
     # The logged model is named for what it is; the runs:/ URI reaches it by that name.
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/segmenter-pca-kmeans-xgboost")
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/segmenter-none-value_tiers-xgboost")
     records, truth = store_records(seed=5, id_offset=10_000)
     fresh = pd.DataFrame(records[:400])
     out = model.predict(fresh)
@@ -186,7 +186,7 @@ def test_missing_required_column_names_file_and_column(tmp_path):
         (("data.path=export.txt",), "error: export.txt: cannot tell the format from the extension '.txt'"),
         (("clean.returns.mode=keepp",), "error: clean.returns.mode=keepp: expected one of"),
         (("threads=0",), "error: threads=0: must be at least 1"),
-        (("+clusterer.n_clusterz=4",), "error: clusterer: KMeans rejected the settings"),
+        (("+clusterer.n_clusterz=4",), "error: clusterer: ValueTiers rejected the settings"),
         (("data.columns.customer_id=client",), "error: {store}: "),
     ],
 )  # fmt: skip

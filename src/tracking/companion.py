@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 
 from src.errors import UserError
 from src.processes import helper_context
@@ -121,6 +122,11 @@ def _serve(
     # A forked companion holds a copy of the pipeline process's end of the pipe; closed, so that
     # the pipe reports end-of-file when that process dies.
     parents_end.close()
+    # One OpenMP/BLAS thread: the companion only unpickles and writes the model, and a child forked
+    # from a process that already ran OpenMP (xgboost) deadlocks in its first parallel region (GNU
+    # libgomp keeps the parent's thread pool, which the child does not have). src.run forks it
+    # first, so only a long-lived process that trained before (tests, notebooks) meets that.
+    threadpool_limits(limits=1)
     try:
         import mlflow
 
