@@ -125,4 +125,3 @@ def test_a_store_that_cannot_be_opened_is_a_clear_error_before_outputs(tmp_path)
     ):
         run.start({})
         run.check()
-
