@@ -85,7 +85,7 @@ class PreparedData:
     history: pd.DataFrame | None = None
     # The synthetic store's latent groups (customer_id, group), when its sidecar file is present.
     truth: pd.DataFrame | None = None
-    # Lifetime value (BG/NBD + Gamma-Gamma) fitted on the same transactions as `rfm`, and each
+    # Lifetime value (MBG/NBD + Gamma-Gamma) fitted on the same transactions as `rfm`, and each
     # customer's p_alive, expected_purchases, expected_spend and expected_value (index as `rfm`);
     # None with `value_error` saying why when the store cannot identify the models.
     value_model: ValueModel | None = None
@@ -227,7 +227,7 @@ def prepare_data(cfg: DictConfig, with_figures: bool = True) -> PreparedData:
 def _lifetime_value(
     calibration: pd.DataFrame, snapshot: Any, rfm: pd.DataFrame, cfg: DictConfig
 ) -> tuple[ValueModel | None, pd.DataFrame | None, str | None]:
-    """BG/NBD + Gamma-Gamma on the training transactions, or why they cannot be fitted: a run
+    """MBG/NBD + Gamma-Gamma on the training transactions, or why they cannot be fitted: a run
     on RFM features goes on without them (one note), `features=value` stops here, before any
     run exists."""
     columns = check_columns(cfg.features.columns, cfg.features.extras)

@@ -335,7 +335,7 @@ COMMANDS: dict[str, tuple[str, Callable[..., None], Callable[[argparse.Namespace
         _add_predict,
         _run_predict,
     ),
-    "clv": ("BG/NBD + Gamma-Gamma fit times, 10k/100k customers", add_clv, bench_clv),
+    "clv": ("MBG/NBD + Gamma-Gamma fit times, 10k/100k customers", add_clv, bench_clv),
     "holdout": (
         "segments vs value ranking, KMeans, RFM quintiles on future spend and orders",
         add_holdout,

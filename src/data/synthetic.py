@@ -396,8 +396,8 @@ def _purchase_days(
     veteran = (lo <= 0) & (rate > 0) & (rng.random(n) < _VETERAN_SHARE)
     wait = cal.inverse(rng.exponential(1.0, size=n) / np.where(rate > 0, rate, 1.0))
     first = np.where(veteran & (wait < hi), wait, first)
-    # BG/NBD: after each purchase the customer leaves with probability p ~ beta(a, b), so the
-    # number of purchases before leaving is geometric(p).
+    # MBG/NBD: after each purchase, the first included, the customer leaves with probability
+    # p ~ beta(a, b), so the number of repeat purchases before leaving is geometric(p) - 1.
     beta_a = np.array([(_SPECS[g].dropout or (1.0, np.inf))[0] for g in GROUPS])[group]
     beta_b = np.array([(_SPECS[g].dropout or (1.0, np.inf))[1] for g in GROUPS])[group]
     finite = np.isfinite(beta_b)

@@ -1,6 +1,6 @@
 """Lifetime-value features per customer, and the feature table the clusterer and classifier see.
 
-``fit_value_model`` fits BG/NBD and Gamma-Gamma (``src.features.clv``) once on the training
+``fit_value_model`` fits MBG/NBD and Gamma-Gamma (``src.features.clv``) once on the training
 transactions; the fitted ``ValueModel`` ships with the deployed segmenter, so a fresh export's
 customers get their expected value and P(alive) from the same parameters. ``feature_table`` puts
 the chosen columns (``features.columns`` plus ``features.extras``) side by side: RFM columns from
@@ -18,26 +18,26 @@ import pandas as pd
 from src.data.schema import RFM
 from src.errors import UserError
 from src.features.clv import (
-    BgNbd,
     GammaGamma,
+    MbgNbd,
     customer_value,
-    fit_bgnbd,
     fit_gamma_gamma,
+    fit_mbgnbd,
     rfm_summary,
 )
 
 EXPECTED_VALUE = "expected_value"  # expected spend over the next clv.horizon_days (currency)
 EXPECTED_PURCHASES = "expected_purchases"  # expected purchase days over the horizon
-P_ALIVE = "p_alive"  # probability the customer still buys (BG/NBD)
+P_ALIVE = "p_alive"  # probability the customer still buys (MBG/NBD)
 VALUE_COLUMNS = (EXPECTED_VALUE, EXPECTED_PURCHASES, P_ALIVE)
 COLUMNS = RFM + VALUE_COLUMNS
 
 
 @dataclass(frozen=True)
 class ValueModel:
-    """Fitted BG/NBD and Gamma-Gamma parameters and the horizon the value is measured over."""
+    """Fitted MBG/NBD and Gamma-Gamma parameters and the horizon the value is measured over."""
 
-    bgnbd: BgNbd
+    mbgnbd: MbgNbd
     gamma_gamma: GammaGamma
     horizon_days: float
 
@@ -50,7 +50,7 @@ class ValueModel:
 
     def value(self, summary: pd.DataFrame) -> pd.DataFrame:
         """``predict`` for a summary from ``rfm_summary``."""
-        value = customer_value(summary, self.bgnbd, self.gamma_gamma, self.horizon_days)
+        value = customer_value(summary, self.mbgnbd, self.gamma_gamma, self.horizon_days)
         if not np.isfinite(value.to_numpy(dtype=float)).all():
             raise UserError(
                 "lifetime value: non-finite expected value for some customers "
@@ -65,7 +65,7 @@ def fit_value_model(
     """Fit both models on `transactions` before `snapshot`; the model and its training customers'
     values. UserError when the data cannot identify a model (too few repeat buyers, no spread)."""
     summary = rfm_summary(transactions, snapshot)
-    model = ValueModel(fit_bgnbd(summary), fit_gamma_gamma(summary), check_horizon(horizon_days))
+    model = ValueModel(fit_mbgnbd(summary), fit_gamma_gamma(summary), check_horizon(horizon_days))
     return model, model.value(summary)
 
 

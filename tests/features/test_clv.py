@@ -7,17 +7,17 @@ from scipy.optimize import approx_fprime
 
 from src.errors import UserError
 from src.features.clv import (
-    BgNbd,
     GammaGamma,
-    bgnbd_gradient,
-    bgnbd_log_likelihood,
+    MbgNbd,
     customer_value,
     expected_purchases,
     expected_spend,
-    fit_bgnbd,
     fit_gamma_gamma,
+    fit_mbgnbd,
     gamma_gamma_gradient,
     gamma_gamma_log_likelihood,
+    mbgnbd_gradient,
+    mbgnbd_log_likelihood,
     p_alive,
     rfm_summary,
     segment_value,
@@ -25,7 +25,7 @@ from src.features.clv import (
 )
 
 # Daily-scale truths, roughly a small online shop: a purchase every ~2 months while alive.
-TRUE_BGNBD = BgNbd(r=0.6, alpha=40.0, a=0.8, b=3.0, log_likelihood=np.nan, n_customers=0)
+TRUE_MBGNBD = MbgNbd(r=0.6, alpha=40.0, a=0.8, b=3.0, log_likelihood=np.nan, n_customers=0)
 TRUE_GG = GammaGamma(p=5.0, q=4.0, v=600.0, log_likelihood=np.nan, n_customers=0)
 
 
@@ -68,22 +68,22 @@ def test_summary_names_the_missing_column():
 
 
 def test_fits_recover_the_parameters_the_data_was_drawn_from():
-    summary = simulate_summary(30_000, TRUE_BGNBD, TRUE_GG, max_age_days=730, seed=3)
-    bgnbd, gg = fit_bgnbd(summary), fit_gamma_gamma(summary)
+    summary = simulate_summary(30_000, TRUE_MBGNBD, TRUE_GG, max_age_days=730, seed=3)
+    mbgnbd, gg = fit_mbgnbd(summary), fit_gamma_gamma(summary)
     for name in ("r", "alpha", "a", "b"):
-        assert getattr(bgnbd, name) == pytest.approx(getattr(TRUE_BGNBD, name), rel=0.15), name
+        assert getattr(mbgnbd, name) == pytest.approx(getattr(TRUE_MBGNBD, name), rel=0.15), name
     for name in ("p", "q", "v"):
         assert getattr(gg, name) == pytest.approx(getattr(TRUE_GG, name), rel=0.15), name
-    assert bgnbd.n_customers == 30_000
+    assert mbgnbd.n_customers == 30_000
     assert gg.n_customers == int((summary["frequency"] > 0).sum())
 
 
 def test_gradients_match_finite_differences():
-    summary = simulate_summary(50, TRUE_BGNBD, TRUE_GG, max_age_days=365, seed=4)
+    summary = simulate_summary(50, TRUE_MBGNBD, TRUE_GG, max_age_days=365, seed=4)
     x, t_x, T, m = (summary[c].to_numpy() for c in ("frequency", "recency", "T", "monetary"))
     repeat = x > 0
     cases = [
-        (bgnbd_log_likelihood, bgnbd_gradient, np.array([0.6, 40.0, 0.8, 3.0]), (x, t_x, T)),
+        (mbgnbd_log_likelihood, mbgnbd_gradient, np.array([0.6, 40.0, 0.8, 3.0]), (x, t_x, T)),
         (
             gamma_gamma_log_likelihood,
             gamma_gamma_gradient,
@@ -98,18 +98,19 @@ def test_gradients_match_finite_differences():
 
 
 def test_fit_is_deterministic():
-    summary = simulate_summary(3_000, TRUE_BGNBD, TRUE_GG, max_age_days=365, seed=1)
-    assert fit_bgnbd(summary) == fit_bgnbd(summary)
+    summary = simulate_summary(3_000, TRUE_MBGNBD, TRUE_GG, max_age_days=365, seed=1)
+    assert fit_mbgnbd(summary) == fit_mbgnbd(summary)
     assert fit_gamma_gamma(summary) == fit_gamma_gamma(summary)
 
 
 def _simulate_future(n: int, days: float, horizon: float, seed: int):
-    """Customers of age `days` under TRUE_BGNBD, followed for `horizon` more days: their summary,
+    """Customers of age `days` under TRUE_MBGNBD, followed for `horizon` more days: their summary,
     purchases in the horizon, and whether each was still alive at `days`."""
     rng = np.random.default_rng(seed)
-    t = TRUE_BGNBD
+    t = TRUE_MBGNBD
     rate = rng.gamma(t.r, 1.0 / t.alpha, size=n)
-    lifetime_purchases = rng.geometric(rng.beta(t.a, t.b, size=n))
+    # The dropout comes right after the first purchase or a repeat purchase: 0, 1, ... repeats.
+    lifetime_purchases = rng.geometric(rng.beta(t.a, t.b, size=n)) - 1
     arrivals = rng.poisson(rate * (days + horizon))
     owner = np.repeat(np.arange(n), arrivals)
     times = rng.uniform(0, days + horizon, size=owner.size)
@@ -131,23 +132,35 @@ def _simulate_future(n: int, days: float, horizon: float, seed: int):
 
 def test_expectations_match_what_simulated_customers_do_next():
     summary, future, alive = _simulate_future(40_000, days=365.0, horizon=90.0, seed=7)
-    predicted = expected_purchases(summary, TRUE_BGNBD, horizon_days=90)
+    predicted = expected_purchases(summary, TRUE_MBGNBD, horizon_days=90)
     assert predicted.sum() == pytest.approx(future.sum(), rel=0.03)
     buyers = summary["frequency"] >= 3  # a conditional expectation, not just the average
     assert predicted[buyers].sum() == pytest.approx(future[buyers.to_numpy()].sum(), rel=0.05)
-    probability = p_alive(summary, TRUE_BGNBD)
+    probability = p_alive(summary, TRUE_MBGNBD)
     assert probability.mean() == pytest.approx(alive.mean(), abs=0.01)
-    assert (probability[summary["frequency"] == 0] == 1.0).all()
+    one_time = (summary["frequency"] == 0).to_numpy()
+    assert probability[one_time].mean() == pytest.approx(alive[one_time].mean(), abs=0.015)
 
 
 def test_p_alive_falls_with_the_time_since_the_last_purchase():
     summary = pd.DataFrame(
         {"frequency": [3.0, 3.0, 3.0], "recency": [100.0, 100.0, 100.0], "T": [100, 200, 400]}
     )
-    assert p_alive(summary, TRUE_BGNBD).is_monotonic_decreasing
-    assert p_alive(summary, TRUE_BGNBD).iloc[0] > p_alive(summary, TRUE_BGNBD).iloc[-1]
-    longer = expected_purchases(summary, TRUE_BGNBD, 180)
-    assert (longer > expected_purchases(summary, TRUE_BGNBD, 90)).all()
+    assert p_alive(summary, TRUE_MBGNBD).is_monotonic_decreasing
+    assert p_alive(summary, TRUE_MBGNBD).iloc[0] > p_alive(summary, TRUE_MBGNBD).iloc[-1]
+    longer = expected_purchases(summary, TRUE_MBGNBD, 180)
+    assert (longer > expected_purchases(summary, TRUE_MBGNBD, 90)).all()
+
+
+def test_p_alive_of_a_one_time_buyer_falls_with_the_time_since_their_purchase():
+    summary = pd.DataFrame({"frequency": 0.0, "recency": 0.0, "T": [0.0, 30.0, 180.0, 365.0]})
+    probability = p_alive(summary, TRUE_MBGNBD)
+    t = TRUE_MBGNBD
+    # Just after the purchase: alive unless they dropped out at it, 1 - E[p] = b / (a + b).
+    assert probability.iloc[0] == pytest.approx(t.b / (t.a + t.b))
+    assert (probability.diff().iloc[1:] < 0).all()
+    assert probability.iloc[-1] < 0.5
+    assert (expected_purchases(summary, TRUE_MBGNBD, 90).diff().iloc[1:] < 0).all()
 
 
 def test_expected_spend_shrinks_towards_the_population_mean():
@@ -159,7 +172,7 @@ def test_expected_spend_shrinks_towards_the_population_mean():
 
 
 def test_gamma_gamma_skips_customers_without_positive_repeat_spend():
-    summary = simulate_summary(2_000, TRUE_BGNBD, TRUE_GG, max_age_days=730, seed=2)
+    summary = simulate_summary(2_000, TRUE_MBGNBD, TRUE_GG, max_age_days=730, seed=2)
     with_zeros = pd.concat(
         [summary, pd.DataFrame({"frequency": [2.0, 0.0], "recency": 5.0, "T": 9.0, "monetary": 0})]
     )
@@ -169,7 +182,7 @@ def test_gamma_gamma_skips_customers_without_positive_repeat_spend():
 def test_one_time_buyers_only_is_a_user_error():
     summary = pd.DataFrame({"frequency": [0.0] * 5, "recency": 0.0, "T": 30.0, "monetary": 0.0})
     with pytest.raises(UserError, match="repeat purchase"):
-        fit_bgnbd(summary)
+        fit_mbgnbd(summary)
     with pytest.raises(UserError, match="Gamma-Gamma"):
         fit_gamma_gamma(summary)
 
@@ -179,18 +192,18 @@ def test_a_fit_that_does_not_converge_is_a_user_error():
     summary = pd.DataFrame(
         {"frequency": [100.0, 200.0, 300.0], "recency": [100, 200, 300], "T": [100, 200, 300]}
     )
-    with pytest.raises(UserError, match="BG/NBD fit on 3 customers did not converge"):
-        fit_bgnbd(summary)
+    with pytest.raises(UserError, match="MBG/NBD fit on 3 customers did not converge"):
+        fit_mbgnbd(summary)
 
 
 def test_bad_horizon_is_a_user_error():
     summary = pd.DataFrame({"frequency": [1.0], "recency": [1.0], "T": [2.0]})
     with pytest.raises(UserError, match="horizon_days=0"):
-        expected_purchases(summary, TRUE_BGNBD, 0)
+        expected_purchases(summary, TRUE_MBGNBD, 0)
 
 
 # --------------------------------------------------------------------------------------------
-# CDNOW: the published parameters, and agreement with lifetimes (its dev-only reference)
+# CDNOW: agreement with lifetimes (its dev-only reference), Gamma-Gamma's published parameters
 # --------------------------------------------------------------------------------------------
 
 
@@ -210,25 +223,26 @@ def cdnow_weeks() -> pd.DataFrame:
     return summary
 
 
-def test_cdnow_fit_reproduces_the_published_parameters(cdnow_weeks):
+def test_cdnow_gamma_gamma_reproduces_the_published_parameters(cdnow_weeks):
     assert len(cdnow_weeks) == 2357
-    bgnbd = fit_bgnbd(cdnow_weeks)
-    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # FHL 2005, table 1
-    assert {k: round(getattr(bgnbd, k), 3) for k in published} == published
-    assert bgnbd.log_likelihood == pytest.approx(-9582.4, abs=0.1)
     gg = fit_gamma_gamma(cdnow_weeks)
     assert (round(gg.p, 2), round(gg.q, 2), round(gg.v, 2)) == (6.25, 3.74, 15.44)
 
 
 def test_cdnow_agrees_with_lifetimes(cdnow_weeks):
     lifetimes = pytest.importorskip("lifetimes")
-    theirs = lifetimes.BetaGeoFitter().fit(
-        cdnow_weeks["frequency"], cdnow_weeks["recency"], cdnow_weeks["T"]
-    )
-    ours = fit_bgnbd(cdnow_weeks)
-    for name in ("r", "alpha", "a", "b"):
-        assert getattr(ours, name) == pytest.approx(theirs.params_[name], rel=1e-3), name
     x, t_x, T = (cdnow_weeks[c] for c in ("frequency", "recency", "T"))
+    theirs = lifetimes.ModifiedBetaGeoFitter().fit(x, t_x, T)
+    ours = fit_mbgnbd(cdnow_weeks)
+    their_params = theirs.params_[["r", "alpha", "a", "b"]].to_numpy()
+    for name, value in zip(("r", "alpha", "a", "b"), their_params, strict=True):
+        assert getattr(ours, name) == pytest.approx(value, rel=1e-3), name
+    # lifetimes fits on rescaled times: its log-likelihood, per customer, at its parameters here.
+    their_log_likelihood = -len(x) * theirs._negative_log_likelihood(
+        np.log(their_params), x.to_numpy(), t_x.to_numpy(), T.to_numpy(), np.ones(len(x)), 0.0
+    )
+    assert ours.log_likelihood == pytest.approx(their_log_likelihood, abs=1e-3)
+    assert ours.log_likelihood >= their_log_likelihood - 1e-5  # not stopped short of the optimum
     np.testing.assert_allclose(
         p_alive(cdnow_weeks, ours), theirs.conditional_probability_alive(x, t_x, T), rtol=1e-3
     )
@@ -255,7 +269,7 @@ def test_segment_value_sums_customer_value_by_segment():
          "monetary": [0.0, 900.0, 900.0]},
         index=pd.Index(["new", "active", "lapsed"], name="customer_id"),
     )  # fmt: skip
-    value = customer_value(summary, TRUE_BGNBD, TRUE_GG, horizon_days=90)
+    value = customer_value(summary, TRUE_MBGNBD, TRUE_GG, horizon_days=90)
     assert value["expected_value"].tolist() == pytest.approx(
         (value["expected_purchases"] * value["expected_spend"]).tolist()
     )
