@@ -33,7 +33,7 @@ class ValueTiers(ClusterMixin, BaseEstimator):
     """Tiers of column `column` of X, highest values in tier 0."""
 
     def __init__(
-        self, n_clusters: int = 5, min_share: float = 0.02, column: int = 0, power: float = 0.25
+        self, n_clusters: int = 5, min_share: float = 0.02, column: int = 0, power: float = 0.3
     ):
         self.n_clusters = n_clusters
         self.min_share = min_share
