@@ -67,9 +67,10 @@ def run(trained, make_cfg, monkeypatch):
     return segment
 
 
-def modal_segment(segments: pd.DataFrame, truth: dict[str, str]) -> dict[str, str]:
+def segment_shares(segments: pd.DataFrame, truth: dict[str, str]) -> pd.DataFrame:
+    """Per planted group (rows), the share of its customers in each segment (columns)."""
     groups = segments["customer_id"].astype(str).map(truth)
-    return segments.groupby(groups)["segment_name"].agg(lambda s: s.mode().iloc[0]).to_dict()
+    return pd.crosstab(groups, segments["segment_name"], normalize="index")
 
 
 def test_segments_an_export_the_model_never_saw(trained, run, tmp_path, capsys):
@@ -88,8 +89,13 @@ def test_segments_an_export_the_model_never_saw(trained, run, tmp_path, capsys):
     assert all(
         names[i] == n for i, n in zip(written["segment_id"], written["segment_name"], strict=True)
     )
-    # the same planted behaviour lands in the same segment as in training
-    assert modal_segment(written, truth) == modal_segment(training, trained["truth"])
+    # The same planted behaviour spreads over the segments as in training: value tiers cut
+    # through a behaviour (lapsed customers: 39 Hibernating, 33 Need attention in training), so
+    # the shares are compared, not the modal segment (total variation distance, 0 to 1).
+    fresh = segment_shares(written, truth)
+    fresh, seen = fresh.align(segment_shares(training, trained["truth"]), fill_value=0.0)
+    distance = (fresh - seen).abs().sum(axis=1) / 2
+    assert (distance < 0.15).all(), distance
     printed = capsys.readouterr().out
     assert "customer-segmentation version 1 (alias production)" in printed
     for name, count in written["segment_name"].value_counts().items():
