@@ -239,6 +239,12 @@ def load_model(uri: str) -> object:
         model = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as err:
         raise UserError(f"model={uri}: cannot load it: {getattr(err, 'message', err)}") from None
+    except (AttributeError, ImportError) as err:  # unpickling names a class this code lacks
+        raise UserError(
+            f"model={uri}: cannot load it: it was saved by another version of this project "
+            f"({type(err).__name__}: {err}); train it again with this version (python -m src.run "
+            "or python -m src.sweep) and promote the new version"
+        ) from None
     return model
 
 

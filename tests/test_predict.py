@@ -333,3 +333,35 @@ def test_migration_files_are_not_overwritten_either(trained, run, export_a, tmp_
     with pytest.raises(UserError, match=r"new.migration.csv: exists already"):
         run(f"input={export_a}", f"output={out}", f"previous={old}")
     assert matrix_path.read_text() == "kept\n" and not out.exists()
+
+
+def test_a_model_saved_by_another_version_of_the_project_is_refused_by_name(tmp_path):
+    # A model pickles the project's classes by reference: one naming a class this version no
+    # longer has (a module renamed, BG/NBD's BgNbd before MBG/NBD) cannot be unpickled.
+    import mlflow
+
+    from src.predict import load_model
+
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "old_release.py").write_text("class BgNbd:\n    r = 0.5\n")
+    sys.path.insert(0, str(release))
+    try:
+        import old_release
+
+        class Holder(mlflow.pyfunc.PythonModel):
+            def __init__(self, part):
+                self.part = part
+
+            def predict(self, context, model_input):
+                return model_input
+
+        saved = tmp_path / "model"
+        mlflow.pyfunc.save_model(
+            saved, python_model=Holder(old_release.BgNbd()), pip_requirements=[]
+        )
+    finally:
+        sys.path.remove(str(release))
+        sys.modules.pop("old_release", None)
+    with pytest.raises(UserError, match=r"saved by another version of this project \(Module"):
+        load_model(str(saved))
