@@ -228,8 +228,9 @@ def _lifetime_value(
     calibration: pd.DataFrame, snapshot: Any, rfm: pd.DataFrame, cfg: DictConfig
 ) -> tuple[ValueModel | None, pd.DataFrame | None, str | None]:
     """MBG/NBD + Gamma-Gamma on the training transactions, or why they cannot be fitted: a run
-    on RFM features goes on without them (one note), `features=value` stops here, before any
-    run exists."""
+    on RFM features goes on without them (one note), one on value features too when
+    `features.fallback_columns` names its replacement, and stops here otherwise, before any run
+    exists."""
     columns = check_columns(cfg.features.columns, cfg.features.extras)
     horizon = check_horizon(cfg.clv.horizon_days)
     fallback = check_fallback(cfg.features.get("fallback_columns"))
@@ -252,10 +253,10 @@ def _segment_features(
     features = list(check_columns(cfg.features.columns, cfg.features.extras))
     if data.value_error is None:
         return features, cfg.features.transform
-    fallback = check_fallback(cfg.features.get("fallback_columns"))
     if not needs_value(features):
         notes.append(str(data.value_note()))
         return features, cfg.features.transform
+    fallback = check_fallback(cfg.features.get("fallback_columns"))
     if fallback is None:
         raise UserError(_value_refusal(tuple(features), data.value_error))
     chosen = [*fallback, *(str(e) for e in cfg.features.extras)]
@@ -270,7 +271,8 @@ def _segment_features(
 def _value_refusal(columns: tuple[str, ...], reason: str) -> str:
     return (
         f"features=value (features.columns {list(columns)}) needs the lifetime-value models, "
-        f"which this store cannot identify: {reason}; use features=rfm"
+        f"which this store cannot identify: {reason}; use features=rfm (or "
+        "features.fallback_columns=[monetary,recency,frequency])"
     )
 
 
