@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,9 +141,13 @@ def _scan_columns(driver: Any, read: str) -> list:
     )
     found: list = []
     for left in range(0, max(width, 1), max(seen // 2, 1)):
-        found += driver.execute_script(
-            f"document.querySelector('{SCROLLER}').scrollLeft = {left};" + read
+        driver.execute_script(f"document.querySelector('{SCROLLER}').scrollLeft = {left};")
+        # The grid renders the columns scrolled into view on its next frames, not at once.
+        driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "requestAnimationFrame(() => requestAnimationFrame(() => done()));"
         )
+        found += driver.execute_script(read)
     driver.execute_script(f"document.querySelector('{SCROLLER}').scrollLeft = 0;")
     return found
 
@@ -159,7 +164,17 @@ def column_ids(driver: Any) -> list[str]:
 
 def table_rows(driver: Any) -> list[dict[str, str]]:
     """Each row of the table as {column id: text shown (a link's, if the cell has one: a run
-    name's cell also holds its colour picker)}, top to bottom."""
+    name's cell also holds its colour picker)}, top to bottom; read again (up to WAIT_SECONDS)
+    while some row lacks a column another row has (a scan that met the grid mid-render)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        rows = _read_rows(driver)
+        columns = set().union(*rows)
+        if all(set(row) == columns for row in rows) or time.monotonic() > deadline:
+            return rows
+
+
+def _read_rows(driver: Any) -> list[dict[str, str]]:
     cells = _scan_columns(
         driver,
         "return [...document.querySelectorAll('.ag-row[row-index] .ag-cell[col-id]')].map(c => "
